@@ -1,0 +1,527 @@
+"""Bytes <-> records: the container layer of VFC (spec clauses 7 and 8).
+
+``parse_stream`` reads and checks a whole bitstream except the HEVC payloads;
+``build_stream`` writes one.  This is the only module that handles construct Containers
+and the only place where ``ConstructError`` is caught and converted.
+
+Checking is done through a ``Checker``: in the default mode the first violation is
+raised; ``refcodec verify`` uses a collecting checker that records every violation that
+can be found without losing sync with the syntax.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import zlib
+import construct
+
+from . import syntax
+from .enums import (ALLOWED_BIT_DEPTHS, LEVELS, Level, PackingType, PadMode, PayloadCodec,
+                    Profile, QuantizerType, SourceDtype, SourceLayout, UnitType)
+from .errors import (BitstreamError, ConformanceViolation, SyntaxViolation,
+                     UnsupportedFeature)
+from .records import Layer, LayerHeader, QuantParams, SkippedUnit, Stream, StreamHeader
+
+#: Significand precision (bits, including the implicit one) of each source dtype: the
+#: integer quantizer's values must be exact in it (clause 8.3.7).
+DTYPE_PRECISION = {SourceDtype.FLOAT32: 24, SourceDtype.FLOAT16: 11, SourceDtype.BFLOAT16: 8}
+
+
+class Checker:
+    """Receives violations.  The default raises the first one."""
+
+    def __init__(self, collect: bool = False):
+        self.collect = collect
+        self.violations: list[BitstreamError] = []
+
+    def fail(self, error: BitstreamError) -> None:
+        if not self.collect:
+            raise error
+        self.violations.append(error)
+
+    def fatal(self, error: BitstreamError) -> BitstreamError:
+        """A violation after which parsing cannot go on: record it and return it to raise."""
+        if self.collect:
+            self.violations.append(error)
+        return error
+
+
+def crc32(data: bytes) -> int:
+    """CRC-32 of clause 4.5 (ISO-HDLC, as in PNG and zlib)."""
+    return zlib.crc32(data) & 0xFFFFFFFF
+
+
+# ----------------------------------------------------------------------------------------
+# Writing
+# ----------------------------------------------------------------------------------------
+
+def build_stream_header(header: StreamHeader) -> bytes:
+    fields = dict(version_major=header.version_major, version_minor=header.version_minor,
+                  profile_idc=header.profile_idc, level_idc=header.level_idc,
+                  num_layers=header.num_layers, reserved_zero_16bits=0, header_crc32=0)
+    body = syntax.stream_header.build(fields)[:-4]
+    return body + crc32(body).to_bytes(4, "big")
+
+
+def build_unit(unit_type: int, payload: bytes, skippable: bool = False) -> bytes:
+    raw = syntax.unit.build(dict(unit_type=unit_type,
+                                 unit_flags=dict(skippable_flag=skippable, reserved_zero_7bits=0),
+                                 unit_payload=payload, unit_crc32=0))
+    body = raw[:-4]
+    return body + crc32(body).to_bytes(4, "big")
+
+
+def _layer_header_fields(h: LayerHeader) -> dict:
+    if h.quantizer_type == QuantizerType.INTEGER:
+        params = [dict(offset_value=p.offset_value) for p in h.quant_params]
+    else:
+        params = [dict(min_value=p.min_value, max_value=p.max_value) for p in h.quant_params]
+    return dict(
+        layer_id=h.layer_id.encode("utf-8"), source_layout=int(h.source_layout),
+        source_dtype=int(h.source_dtype), batch_size=h.batch_size, num_channels=h.num_channels,
+        height=h.height, width=h.width, sample_bit_depth=h.sample_bit_depth,
+        quantizer_type=int(h.quantizer_type),
+        layer_flags=dict(per_channel_quant_flag=h.per_channel_quant_flag,
+                         channel_permutation_flag=h.channel_permutation is not None,
+                         reserved_zero_6bits=0),
+        quant_params=params,
+        channel_permutation=list(h.channel_permutation) if h.channel_permutation is not None else None,
+        packing_type=int(h.packing_type),
+        tile_grid=dict(tile_rows=h.tile_rows, tile_cols=h.tile_cols)
+        if h.packing_type == PackingType.TILED else None,
+        pad_mode=int(h.pad_mode), pad_bottom=h.pad_bottom, pad_right=h.pad_right,
+        payload_codec=int(h.payload_codec),
+    )
+
+
+def build_layer_header(h: LayerHeader) -> bytes:
+    return syntax.layer_header.build(_layer_header_fields(h))
+
+
+def build_layer_data(sample_md5: bytes, hevc_payload: bytes) -> bytes:
+    return syntax.layer_data.build(dict(sample_md5=sample_md5, hevc_payload=hevc_payload))
+
+
+def build_stream(header: StreamHeader, layers: list[tuple[LayerHeader, bytes, bytes]],
+                 extra_units: list[tuple[int, bytes, bool]] = ()) -> bytes:
+    """Write a bitstream.  ``layers`` holds (header, sample_md5, hevc_payload) triples;
+    ``extra_units`` (type, payload, skippable) are written after the stream header (used
+    by tests and the conformance generator)."""
+    parts = [build_stream_header(header)]
+    for unit_type, payload, skippable in extra_units:
+        parts.append(build_unit(unit_type, payload, skippable))
+    for layer_header, md5, payload in layers:
+        parts.append(build_unit(UnitType.LAYER_HEADER, build_layer_header(layer_header)))
+        parts.append(build_unit(UnitType.LAYER_DATA, build_layer_data(md5, payload)))
+    parts.append(build_unit(UnitType.END_OF_STREAM, b""))
+    return b"".join(parts)
+
+
+# ----------------------------------------------------------------------------------------
+# Reading
+# ----------------------------------------------------------------------------------------
+
+def _field_offset(struct: construct.Struct, parsed, name: str) -> int:
+    """Offset of field ``name`` inside a parsed structure, found by re-building the fields
+    before it (only used to locate an error)."""
+    offset = 0
+    for sc in struct.subcons:
+        if sc.name == name:
+            return offset
+        try:
+            offset += len(sc.build(parsed[sc.name], **parsed))
+        except Exception:  # noqa: BLE001 - locating an error must never raise another
+            return offset
+    return offset
+
+
+class _Reader:
+    def __init__(self, data: bytes, checker: Checker, limits: Level | None):
+        self.data = data
+        self.check = checker
+        self.limits_override = limits
+        self.level: Level = limits or LEVELS[max(LEVELS)]
+        self.lenient_reserved = False
+        self.layers: list[Layer] = []
+        self.skipped: list[SkippedUnit] = []
+
+    # -- helpers ---------------------------------------------------------------------------
+    def fail(self, cls, clause, message, offset, path):
+        self.check.fail(cls(message, clause=clause, offset=offset, path=path))
+
+    def stop(self, cls, clause, message, offset, path):
+        err = self.check.fatal(cls(message, clause=clause, offset=offset, path=path))
+        raise err
+
+    # -- stream header ------------------------------------------------------------------
+    def read_stream_header(self) -> StreamHeader:
+        data = self.data
+        size = syntax.STREAM_HEADER_SIZE
+        if len(data) < len(syntax.MAGIC) or data[:len(syntax.MAGIC)] != syntax.MAGIC:
+            got = data[:len(syntax.MAGIC)].hex()
+            self.stop(SyntaxViolation, "8.1.1",
+                      f"magic shall be {syntax.MAGIC.hex()}, got {got or 'end of data'}",
+                      0, "stream_header.magic")
+        if len(data) < size:
+            self.stop(SyntaxViolation, "8.1.1",
+                      f"stream_header() needs {size} bytes, got {len(data)}",
+                      len(data), "stream_header")
+        c = syntax.stream_header.parse(data[:size])
+        if c.version_major != syntax.VERSION_MAJOR:
+            newer = c.version_major > syntax.VERSION_MAJOR
+            self.stop(UnsupportedFeature, "8.1.2",
+                      f"version_major {c.version_major} is "
+                      f"{'newer than' if newer else 'not'} the supported version "
+                      f"{syntax.VERSION_MAJOR}", 8, "stream_header.version_major")
+        self.lenient_reserved = c.version_minor > syntax.VERSION_MINOR
+        expected = crc32(data[:size - 4])
+        if c.header_crc32 != expected:
+            self.stop(SyntaxViolation, "8.1.7",
+                      f"header_crc32 shall be {expected:08x}, got {c.header_crc32:08x}",
+                      size - 4, "stream_header.header_crc32")
+        if c.profile_idc not in Profile.__members__.values():
+            self.stop(UnsupportedFeature, "8.1.3",
+                      f"profile_idc {c.profile_idc} is reserved", 10, "stream_header.profile_idc")
+        if c.level_idc not in LEVELS:
+            self.stop(UnsupportedFeature, "8.1.4",
+                      f"level_idc {c.level_idc} is reserved (known: "
+                      f"{', '.join(map(str, LEVELS))})", 11, "stream_header.level_idc")
+        if self.limits_override is None:
+            self.level = LEVELS[c.level_idc]
+        if not 1 <= c.num_layers <= self.level.max_layers:
+            self.fail(ConformanceViolation, "11.2" if c.num_layers else "8.1.5",
+                      f"num_layers shall be in 1..{self.level.max_layers}, got {c.num_layers}",
+                      12, "stream_header.num_layers")
+        if c.reserved_zero_16bits != 0 and not self.lenient_reserved:
+            self.fail(ConformanceViolation, "8.1.6",
+                      f"reserved_zero_16bits shall be 0, got {c.reserved_zero_16bits}",
+                      14, "stream_header.reserved_zero_16bits")
+        return StreamHeader(c.version_major, c.version_minor, c.profile_idc, c.level_idc,
+                            c.num_layers)
+
+    # -- units --------------------------------------------------------------------------------
+    def read_units(self, header: StreamHeader) -> None:
+        """Read every unit into self.layers / self.skipped."""
+        data = self.data
+        pos = syntax.STREAM_HEADER_SIZE
+        layers = self.layers
+        skipped = self.skipped
+        pending: tuple[LayerHeader, int] | None = None
+        seen_ids: set[str] = set()
+        unit_index = 0
+        while True:
+            path = f"units[{unit_index}]"
+            if pos >= len(data):
+                self.stop(SyntaxViolation, "8.2.6",
+                          "the stream ends without an end_of_stream unit", pos, path)
+            if len(data) - pos < syntax.UNIT_OVERHEAD:
+                self.stop(SyntaxViolation, "8.2.4",
+                          f"unit() needs at least {syntax.UNIT_OVERHEAD} bytes, "
+                          f"{len(data) - pos} left", pos, path)
+            unit_type = data[pos]
+            flags = data[pos + 1]
+            skippable = bool(flags & 0x80)
+            length = int.from_bytes(data[pos + 2:pos + 6], "big")
+            if length > self.level.max_unit_payload:
+                self.stop(ConformanceViolation, "11.2",
+                          f"len_unit_payload shall be at most {self.level.max_unit_payload}, "
+                          f"got {length}", pos + 2, f"{path}.len_unit_payload")
+            end = pos + syntax.UNIT_OVERHEAD + length
+            if end > len(data):
+                self.stop(SyntaxViolation, "8.2.4",
+                          f"len_unit_payload {length} runs past the end of the stream "
+                          f"({len(data) - pos - syntax.UNIT_OVERHEAD} bytes left)",
+                          pos + 2, f"{path}.len_unit_payload")
+            stored_crc = int.from_bytes(data[end - 4:end], "big")
+            computed = crc32(data[pos:end - 4])
+            if stored_crc != computed:
+                self.stop(SyntaxViolation, "8.2.5",
+                          f"unit_crc32 shall be {computed:08x}, got {stored_crc:08x}",
+                          end - 4, f"{path}.unit_crc32")
+            payload_pos = pos + syntax.UNIT_PREFIX
+            payload = data[payload_pos:end - 4]
+            known = unit_type in UnitType.__members__.values()
+            if not known:
+                if skippable:
+                    skipped.append(SkippedUnit(unit_type, pos, length))
+                    pos = end
+                    unit_index += 1
+                    continue
+                self.stop(UnsupportedFeature, "8.2.1",
+                          f"unit_type {unit_type} is unknown and not skippable", pos,
+                          f"{path}.unit_type")
+            if skippable:
+                self.fail(ConformanceViolation, "8.2.2",
+                          f"skippable_flag shall be 0 for unit_type {unit_type}", pos + 1,
+                          f"{path}.unit_flags.skippable_flag")
+            if flags & 0x7F and not self.lenient_reserved:
+                self.fail(ConformanceViolation, "8.2.3",
+                          f"reserved_zero_7bits shall be 0, got {flags & 0x7F}", pos + 1,
+                          f"{path}.unit_flags.reserved_zero_7bits")
+
+            if unit_type == UnitType.LAYER_HEADER:
+                if pending is not None:
+                    self.stop(ConformanceViolation, "8.2.6",
+                              "a layer_header unit shall be followed by a layer_data unit "
+                              "before the next layer_header", pos, f"{path}.unit_type")
+                if len(layers) >= header.num_layers:
+                    self.stop(ConformanceViolation, "8.1.5",
+                              f"the stream holds more layers than num_layers "
+                              f"({header.num_layers})", pos, f"{path}.unit_type")
+                lpath = f"layers[{len(layers)}]"
+                lh = self.read_layer_header(payload, payload_pos, lpath)
+                if lh.layer_id in seen_ids:
+                    self.fail(ConformanceViolation, "8.3.1",
+                              f"layer_id {lh.layer_id!r} shall be unique in the stream",
+                              payload_pos + 1, f"{lpath}.layer_id")
+                seen_ids.add(lh.layer_id)
+                pending = (lh, pos)
+            elif unit_type == UnitType.LAYER_DATA:
+                if pending is None:
+                    self.stop(ConformanceViolation, "8.2.6",
+                              "a layer_data unit shall follow a layer_header unit", pos,
+                              f"{path}.unit_type")
+                lpath = f"layers[{len(layers)}]"
+                if length < 16:
+                    self.stop(SyntaxViolation, "8.4.1",
+                              f"layer_data() needs at least 16 bytes, got {length}",
+                              payload_pos, f"{lpath}.sample_md5")
+                if length == 16:
+                    self.fail(ConformanceViolation, "8.4.2", "hevc_payload shall not be empty",
+                              payload_pos + 16, f"{lpath}.hevc_payload")
+                layers.append(Layer(header=pending[0], sample_md5=bytes(payload[:16]),
+                                    hevc_payload=bytes(payload[16:]),
+                                    header_offset=pending[1], data_offset=pos,
+                                    payload_offset=payload_pos + 16))
+                pending = None
+            else:  # END_OF_STREAM
+                if length != 0:
+                    self.fail(ConformanceViolation, "8.2.4",
+                              f"len_unit_payload of end_of_stream shall be 0, got {length}",
+                              pos + 2, f"{path}.len_unit_payload")
+                if pending is not None:
+                    self.fail(ConformanceViolation, "8.2.6",
+                              "end_of_stream follows a layer_header without its layer_data",
+                              pos, f"{path}.unit_type")
+                if len(layers) != header.num_layers:
+                    self.fail(ConformanceViolation, "8.1.5",
+                              f"num_layers is {header.num_layers} but the stream holds "
+                              f"{len(layers)} layers", 12, "stream_header.num_layers")
+                if end != len(data):
+                    self.fail(ConformanceViolation, "8.2.7",
+                              f"{len(data) - end} bytes follow the end_of_stream unit", end,
+                              "trailing_data")
+                return
+            pos = end
+            unit_index += 1
+
+    # -- layer header ---------------------------------------------------------------------
+    def _parse(self, struct, payload: bytes, base: int, path: str, what: str):
+        stream = io.BytesIO(payload)
+        try:
+            return struct.parse_stream(stream), stream.tell()
+        except construct.ConstructError as exc:
+            where = getattr(exc, "path", None) or ""
+            where = where.replace("(parsing) -> ", "").replace(" -> ", ".")
+            self.stop(SyntaxViolation, "8.2.4",
+                      f"unit payload ({len(payload)} bytes) is too short for {what}",
+                      base + min(stream.tell(), len(payload)),
+                      f"{path}.{where}" if where else path)
+
+    def read_layer_header(self, payload: bytes, base: int, path: str) -> LayerHeader:
+        lvl = self.level
+        fixed_struct = construct.Struct(*[sc for sc in syntax.layer_header.subcons
+                                          if sc.name in syntax.LAYER_HEADER_FIXED_FIELDS])
+        c, _ = self._parse(fixed_struct, payload, base, path, "layer_header()")
+
+        def at(name):
+            return base + _field_offset(fixed_struct, c, name)
+
+        def fail(cls, clause, message, name):
+            self.fail(cls, clause, message, at(name), f"{path}.{name}")
+
+        def stop(cls, clause, message, name):
+            self.stop(cls, clause, message, at(name), f"{path}.{name}")
+
+        # --- limits and everything array sizes depend on, before the arrays are read ---
+        try:
+            layer_id = bytes(c.layer_id).decode("utf-8")
+        except UnicodeDecodeError:
+            layer_id = bytes(c.layer_id).decode("utf-8", "replace")
+            fail(ConformanceViolation, "8.3.1", "layer_id shall be valid UTF-8", "layer_id")
+        if not layer_id:
+            fail(ConformanceViolation, "8.3.1", "len_layer_id shall be at least 1, got 0",
+                 "len_layer_id")
+        if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in layer_id):
+            fail(ConformanceViolation, "8.3.1",
+                 f"layer_id shall not contain control characters, got {layer_id!r}", "layer_id")
+        for name in ("source_layout", "source_dtype", "quantizer_type"):
+            enum = {"source_layout": SourceLayout, "source_dtype": SourceDtype,
+                    "quantizer_type": QuantizerType}[name]
+            clause = {"source_layout": "8.3.2", "source_dtype": "8.3.3",
+                      "quantizer_type": "8.3.6"}[name]
+            if c[name] not in enum.__members__.values():
+                stop(UnsupportedFeature, clause, f"{name} {c[name]} is reserved", name)
+        for name in ("batch_size", "num_channels", "height", "width"):
+            if c[name] < 1:
+                stop(ConformanceViolation, "8.3.4", f"{name} shall be at least 1, got 0", name)
+        if c.num_channels > lvl.max_num_channels:
+            stop(ConformanceViolation, "11.2",
+                 f"num_channels shall be at most {lvl.max_num_channels} at level "
+                 f"{lvl.level_idc}, got {c.num_channels}", "num_channels")
+        elements = c.batch_size * c.num_channels * c.height * c.width
+        if elements > lvl.max_layer_elements:
+            stop(ConformanceViolation, "11.2",
+                 f"batch_size*num_channels*height*width shall be at most "
+                 f"{lvl.max_layer_elements} at level {lvl.level_idc}, got {elements}",
+                 "batch_size")
+        if c.sample_bit_depth not in ALLOWED_BIT_DEPTHS:
+            stop(UnsupportedFeature, "8.3.5",
+                 f"sample_bit_depth shall be 8, 10 or 12, got {c.sample_bit_depth}",
+                 "sample_bit_depth")
+        if c.layer_flags.reserved_zero_6bits and not self.lenient_reserved:
+            fail(ConformanceViolation, "8.3.12",
+                 f"reserved_zero_6bits shall be 0, got {c.layer_flags.reserved_zero_6bits}",
+                 "layer_flags")
+
+        # --- the whole structure ---
+        full, consumed = self._parse(syntax.layer_header, payload, base, path, "layer_header()")
+
+        def at_full(name):
+            return base + _field_offset(syntax.layer_header, full, name)
+
+        def fail_full(cls, clause, message, name, sub=""):
+            self.fail(cls, clause, message, at_full(name), f"{path}.{name}{sub}")
+
+        def stop_full(cls, clause, message, name, sub=""):
+            self.stop(cls, clause, message, at_full(name), f"{path}.{name}{sub}")
+
+        if consumed != len(payload):
+            self.fail(ConformanceViolation, "8.3.13",
+                      f"layer_header() is {consumed} bytes but len_unit_payload is "
+                      f"{len(payload)}", base + consumed, path)
+
+        qtype = QuantizerType(full.quantizer_type)
+        dtype = SourceDtype(full.source_dtype)
+        depth = full.sample_bit_depth
+        params = []
+        for i, p in enumerate(full.quant_params):
+            sub = f"[{i}]"
+            if qtype == QuantizerType.INTEGER:
+                off = p.offset_value
+                limit = 1 << DTYPE_PRECISION[dtype]
+                if not math.isfinite(off) or off != math.floor(off):
+                    fail_full(ConformanceViolation, "8.3.7",
+                              f"offset_value shall be a finite integer, got {off!r}",
+                              "quant_params", sub + ".offset_value")
+                elif off < -limit or off + (1 << depth) - 1 > limit:
+                    fail_full(ConformanceViolation, "8.3.7",
+                              f"offset_value..offset_value+{(1 << depth) - 1} shall lie in "
+                              f"-{limit}..{limit} for {dtype.name.lower()}, got {off!r}",
+                              "quant_params", sub + ".offset_value")
+                params.append(QuantParams(offset_value=off))
+            else:
+                lo, hi = p.min_value, p.max_value
+                if not (math.isfinite(lo) and math.isfinite(hi)):
+                    fail_full(ConformanceViolation, "8.3.7",
+                              f"min_value and max_value shall be finite, got {lo!r}, {hi!r}",
+                              "quant_params", sub)
+                elif lo > hi:
+                    fail_full(ConformanceViolation, "8.3.7",
+                              f"min_value shall not exceed max_value, got {lo!r} > {hi!r}",
+                              "quant_params", sub)
+                elif qtype == QuantizerType.LOG and not math.isfinite(math.log2(hi - lo + 1)):
+                    fail_full(ConformanceViolation, "8.3.7",
+                              f"log2(max_value - min_value + 1) shall be finite, got "
+                              f"min_value {lo!r}, max_value {hi!r}", "quant_params", sub)
+                params.append(QuantParams(min_value=lo, max_value=hi))
+
+        perm = None
+        if full.channel_permutation is not None:
+            perm = tuple(full.channel_permutation)
+            seen = bytearray(full.num_channels)
+            for i, k in enumerate(perm):
+                if k >= full.num_channels or seen[k]:
+                    fail_full(ConformanceViolation, "8.3.8",
+                              f"channel_permutation shall be a permutation of "
+                              f"0..{full.num_channels - 1}, entry {i} is {k}"
+                              + (" (repeated)" if k < full.num_channels else ""),
+                              "channel_permutation", f"[{i}]")
+                    break
+                seen[k] = 1
+
+        if full.packing_type not in PackingType.__members__.values():
+            stop_full(UnsupportedFeature, "8.3.9", f"packing_type {full.packing_type} is reserved",
+                      "packing_type")
+        packing = PackingType(full.packing_type)
+        rows = cols = 1
+        if packing == PackingType.TILED:
+            rows, cols = full.tile_grid.tile_rows, full.tile_grid.tile_cols
+            if rows < 1 or cols < 1 or rows * cols < 2:
+                stop_full(ConformanceViolation, "8.3.9",
+                          f"tile_rows and tile_cols shall be at least 1 with tile_rows*tile_cols "
+                          f"at least 2, got {rows}x{cols}", "tile_grid")
+        if full.pad_mode not in PadMode.__members__.values():
+            stop_full(UnsupportedFeature, "8.3.10", f"pad_mode {full.pad_mode} is reserved",
+                      "pad_mode")
+        for name, dim in (("pad_bottom", full.height), ("pad_right", full.width)):
+            if (dim + full[name]) % 8:
+                what = "height" if name == "pad_bottom" else "width"
+                fail_full(ConformanceViolation, "8.3.10",
+                          f"{what} + {name} shall be a multiple of 8, got "
+                          f"{dim} + {full[name]}", name)
+        pic_h = rows * (full.height + full.pad_bottom)
+        pic_w = cols * (full.width + full.pad_right)
+        if max(pic_h, pic_w) > lvl.max_picture_size or pic_h * pic_w > lvl.max_picture_samples:
+            stop_full(ConformanceViolation, "11.2",
+                      f"the picture size {pic_w}x{pic_h} exceeds the limits of level "
+                      f"{lvl.level_idc} ({lvl.max_picture_size} per side, "
+                      f"{lvl.max_picture_samples} samples)", "packing_type")
+        num_pictures = -(-(full.batch_size * full.num_channels) // (rows * cols))
+        if num_pictures > lvl.max_pictures:
+            stop_full(ConformanceViolation, "11.2",
+                      f"the layer needs {num_pictures} pictures, more than the "
+                      f"{lvl.max_pictures} of level {lvl.level_idc}", "packing_type")
+        if full.payload_codec not in PayloadCodec.__members__.values():
+            stop_full(UnsupportedFeature, "8.3.11",
+                      f"payload_codec {full.payload_codec} is reserved", "payload_codec")
+
+        return LayerHeader(
+            layer_id=layer_id, source_layout=SourceLayout(full.source_layout), source_dtype=dtype,
+            batch_size=full.batch_size, num_channels=full.num_channels, height=full.height,
+            width=full.width, sample_bit_depth=depth, quantizer_type=qtype,
+            per_channel_quant_flag=bool(full.layer_flags.per_channel_quant_flag),
+            quant_params=tuple(params), channel_permutation=perm, packing_type=packing,
+            tile_rows=rows, tile_cols=cols, pad_mode=PadMode(full.pad_mode),
+            pad_bottom=full.pad_bottom, pad_right=full.pad_right,
+            payload_codec=PayloadCodec(full.payload_codec))
+
+
+def parse_stream(data: bytes, *, checker: Checker | None = None,
+                 limits: Level | None = None) -> Stream:
+    """Parse and check the container of a VFC bitstream (everything but the HEVC payloads).
+
+    Raises a ``BitstreamError`` subclass on the first violation, unless ``checker`` collects
+    them, in which case whatever could be parsed is returned (or ``None`` when not even the
+    stream header could be read).  ``limits`` replaces the limits of the stream's level.
+    """
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"expected bytes, got {type(data).__name__}")
+    data = bytes(data)
+    checker = checker or Checker()
+    reader = _Reader(data, checker, limits)
+    try:
+        header = reader.read_stream_header()
+    except BitstreamError:
+        if checker.collect:
+            return None
+        raise
+    try:
+        reader.read_units(header)
+    except BitstreamError:
+        if not checker.collect:
+            raise
+    return Stream(header=header, layers=tuple(reader.layers),
+                  skipped_units=tuple(reader.skipped), size=len(data))
+

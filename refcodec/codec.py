@@ -1,0 +1,320 @@
+"""The codec pipeline: informative encoder and normative decoder (clause 9).
+
+Encoder: tensor -> quantize -> channel order -> pad -> tile -> HEVC -> container.
+Decoder: parse -> check -> HEVC decode -> compare sample_md5 -> untile -> crop ->
+undo channel order -> dequantize -> tensor in its source dtype and layout.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from collections.abc import Mapping, Sequence
+
+import ml_dtypes
+import numpy as np
+
+from . import bitstream, packing, quant
+from .enums import (ALLOWED_BIT_DEPTHS, LEVELS, Level, PackingType, PadMode, Profile,
+                    QuantizerType, SourceDtype, SourceLayout)
+from .errors import ConformanceViolation, EncoderInputError
+from .records import Layer, LayerHeader, Stream, StreamHeader
+from .syntax import VERSION_MAJOR, VERSION_MINOR
+
+NUMPY_DTYPES = {SourceDtype.FLOAT32: np.dtype(np.float32),
+                SourceDtype.FLOAT16: np.dtype(np.float16),
+                SourceDtype.BFLOAT16: np.dtype(ml_dtypes.bfloat16)}
+MIN_PICTURE_SIDE = 16   # libx265 codes no smaller picture (informative encoder limit)
+
+
+@dataclasses.dataclass(frozen=True)
+class EncoderConfig:
+    """Settings of the informative encoder for one layer (Annex B).
+
+    qp          HEVC slice QP, 0..51 (ignored when lossless)
+    quantizer   "log" (the paper's Eq. 5/6), "uniform" (min-max) or "integer" (exact, for
+                integer-valued tensors whose range fits the bit depth)
+    bit_depth   8, 10 or 12
+    per_channel one parameter set per channel instead of one per tensor
+    packing     "auto" (one channel per picture when the padded map is at least 16x16,
+                else the smallest tile grid that is), "channel" or "tiled"
+    tile_grid   (rows, cols) for "tiled"; default: near-square grid of one batch item
+    pad_mode    "replicate" (border replication, as in the paper) or "zero"
+    channel_order  a permutation of range(C): slot k carries source channel order[k]
+    lossless    HEVC lossless coding (transquant bypass)
+    layout      "NCHW" or "NHWC": the layout of the tensor given to the encoder
+    preset      libx265 preset
+    verify      decode the coded payload and check it against libx265's picture hashes
+    """
+
+    qp: int = 22
+    quantizer: str = "log"
+    bit_depth: int = 8
+    per_channel: bool = False
+    packing: str = "auto"
+    tile_grid: tuple[int, int] | None = None
+    pad_mode: str = "replicate"
+    channel_order: tuple[int, ...] | None = None
+    lossless: bool = False
+    layout: str = "NCHW"
+    preset: str = "medium"
+    verify: bool = False
+
+    def __post_init__(self):
+        from .hevc.pyav import PRESETS
+        def bad(msg):
+            raise EncoderInputError(msg)
+        if isinstance(self.qp, bool) or not isinstance(self.qp, (int, np.integer)) \
+                or not 0 <= self.qp <= 51:
+            bad(f"qp shall be an integer in 0..51, got {self.qp!r}")
+        if self.quantizer not in quant.QUANTIZER_NAMES:
+            bad(f"quantizer shall be one of {', '.join(quant.QUANTIZER_NAMES)}, "
+                f"got {self.quantizer!r}")
+        if self.bit_depth not in ALLOWED_BIT_DEPTHS:
+            bad(f"bit_depth shall be 8, 10 or 12, got {self.bit_depth!r}")
+        if self.packing not in ("auto", "channel", "tiled"):
+            bad(f"packing shall be auto, channel or tiled, got {self.packing!r}")
+        if self.tile_grid is not None:
+            if self.packing != "tiled":
+                bad("tile_grid needs packing='tiled'")
+            if (len(self.tile_grid) != 2 or not all(isinstance(v, (int, np.integer))
+                                                    for v in self.tile_grid)
+                    or not all(1 <= v <= 65535 for v in self.tile_grid)
+                    or self.tile_grid[0] * self.tile_grid[1] < 2):
+                bad(f"tile_grid shall be (rows, cols) with 1..65535 each and at least two "
+                    f"tiles, got {self.tile_grid!r}")
+        if self.pad_mode not in ("replicate", "zero"):
+            bad(f"pad_mode shall be replicate or zero, got {self.pad_mode!r}")
+        if self.layout not in ("NCHW", "NHWC"):
+            bad(f"layout shall be NCHW or NHWC, got {self.layout!r}")
+        if self.preset not in PRESETS:
+            bad(f"preset shall be one of {', '.join(PRESETS)}, got {self.preset!r}")
+        if self.channel_order is not None:
+            object.__setattr__(self, "channel_order", tuple(int(v) for v in self.channel_order))
+
+
+# ------------------------------------------------------------------------------------
+# Tensor input
+# ------------------------------------------------------------------------------------
+
+def _as_numpy(x, name: str) -> tuple[np.ndarray, SourceDtype]:
+    """numpy view of a numpy array or torch tensor, and its source dtype."""
+    if type(x).__module__.startswith("torch"):
+        import torch
+        if not isinstance(x, torch.Tensor):
+            raise EncoderInputError(f"layer {name!r}: expected a tensor, got {type(x).__name__}")
+        x = x.detach().cpu()
+        if x.dtype == torch.bfloat16:
+            return x.float().numpy().astype(ml_dtypes.bfloat16), SourceDtype.BFLOAT16
+        x = x.numpy()
+    if not isinstance(x, np.ndarray):
+        raise EncoderInputError(f"layer {name!r}: expected a numpy array or torch tensor, got "
+                                f"{type(x).__name__}")
+    for code, dt in NUMPY_DTYPES.items():
+        if x.dtype == dt:
+            return x, code
+    raise EncoderInputError(f"layer {name!r}: dtype {x.dtype} is not a source dtype "
+                            f"(float32, float16, bfloat16); cast it first")
+
+
+def _layers_of(tensors) -> list[tuple[str, object]]:
+    if isinstance(tensors, Mapping):
+        items = list(tensors.items())
+    elif isinstance(tensors, (list, tuple)) and tensors and all(
+            isinstance(t, tuple) and len(t) == 2 for t in tensors):
+        items = list(tensors)
+    else:
+        items = [("layer0", tensors)]
+    if not items:
+        raise EncoderInputError("no tensor to encode")
+    for name, _ in items:
+        if not isinstance(name, str):
+            raise EncoderInputError(f"layer ids shall be strings, got {name!r}")
+        raw = name.encode("utf-8", "surrogatepass")
+        if not 1 <= len(raw) <= 255:
+            raise EncoderInputError(f"layer id {name!r} shall be 1..255 bytes of UTF-8")
+        if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in name):
+            raise EncoderInputError(f"layer id {name!r} shall not contain control characters")
+    names = [n for n, _ in items]
+    if len(set(names)) != len(names):
+        raise EncoderInputError("layer ids shall be unique")
+    return items
+
+
+# ------------------------------------------------------------------------------------
+# Encoder
+# ------------------------------------------------------------------------------------
+
+def planes_md5(pictures: np.ndarray, bit_depth: int) -> list[bytes]:
+    """H.265 picture_md5 of each plane: samples in raster order, one byte each at 8-bit,
+    two bytes little-endian otherwise (clause 8.4.1)."""
+    dtype = np.uint8 if bit_depth == 8 else np.dtype("<u2")
+    return [hashlib.md5(np.ascontiguousarray(p, dtype=dtype).tobytes()).digest()
+            for p in pictures]
+
+
+def sample_md5(picture_md5s: list[bytes]) -> bytes:
+    """sample_md5 (clause 8.4.1): MD5 of the concatenated picture MD5s in output order."""
+    return hashlib.md5(b"".join(picture_md5s)).digest()
+
+
+def _layer_header(name, x: np.ndarray, dtype: SourceDtype, cfg: EncoderConfig,
+                  params) -> LayerHeader:
+    n, c, h, w = x.shape
+    pad_b, pad_r = -h % 8, -w % 8
+    th, tw = h + pad_b, w + pad_r
+    if cfg.packing == "channel" or (cfg.packing == "auto" and min(th, tw) >= MIN_PICTURE_SIDE):
+        if min(th, tw) < MIN_PICTURE_SIDE:
+            raise EncoderInputError(
+                f"layer {name!r}: packing 'channel' gives {tw}x{th} pictures, smaller than "
+                f"the {MIN_PICTURE_SIDE}x{MIN_PICTURE_SIDE} libx265 can code; use packing "
+                f"'auto' or 'tiled'")
+        rows = cols = 1
+    elif cfg.packing == "auto":
+        rows, cols = packing.min_tile_grid(th, tw, MIN_PICTURE_SIDE)
+    else:
+        rows, cols = cfg.tile_grid or packing.near_square_grid(c, th, tw, MIN_PICTURE_SIDE)
+        if min(rows * th, cols * tw) < MIN_PICTURE_SIDE:
+            raise EncoderInputError(
+                f"layer {name!r}: tile grid {rows}x{cols} gives {cols * tw}x{rows * th} "
+                f"pictures, smaller than the {MIN_PICTURE_SIDE}x{MIN_PICTURE_SIDE} libx265 "
+                f"can code")
+    if cfg.channel_order is not None and sorted(cfg.channel_order) != list(range(c)):
+        raise EncoderInputError(f"layer {name!r}: channel_order shall be a permutation of "
+                                f"0..{c - 1}")
+    return LayerHeader(
+        layer_id=name,
+        source_layout=SourceLayout[cfg.layout], source_dtype=dtype,
+        batch_size=n, num_channels=c, height=h, width=w, sample_bit_depth=cfg.bit_depth,
+        quantizer_type=QuantizerType(quant.QUANTIZER_NAMES[cfg.quantizer]),
+        per_channel_quant_flag=cfg.per_channel, quant_params=tuple(params),
+        channel_permutation=cfg.channel_order,
+        packing_type=PackingType.CHANNEL_PER_PICTURE if rows * cols == 1 else PackingType.TILED,
+        tile_rows=rows, tile_cols=cols,
+        pad_mode=PadMode.REPLICATE if cfg.pad_mode == "replicate" else PadMode.ZERO,
+        pad_bottom=pad_b, pad_right=pad_r)
+
+
+def choose_level(headers: list[LayerHeader]) -> Level:
+    """The lowest level whose limits every layer satisfies."""
+    for level in LEVELS.values():
+        if len(headers) <= level.max_layers and all(
+                h.num_elements <= level.max_layer_elements
+                and h.num_channels <= level.max_num_channels
+                and h.num_pictures <= level.max_pictures
+                and max(h.picture_width, h.picture_height) <= level.max_picture_size
+                and h.picture_width * h.picture_height <= level.max_picture_samples
+                for h in headers):
+            return level
+    raise EncoderInputError("the tensors exceed the limits of every level (clause 11.2): "
+                            "split them into smaller layers")
+
+
+def encode(tensors, config: EncoderConfig | Mapping[str, EncoderConfig] | None = None, *,
+           backend=None) -> bytes:
+    """Encode one tensor or several named tensors into a VFC bitstream.
+
+    ``tensors``: an N x C x H x W (or N x H x W x C with layout "NHWC") numpy array or torch
+    tensor of float32/float16/bfloat16, or a mapping / list of (layer_id, tensor) pairs.
+    ``config``: one EncoderConfig for every layer, or a mapping from layer id to config.
+    """
+    from .hevc import default_backend
+    backend = backend or default_backend()
+    items = _layers_of(tensors)
+    coded = []
+    headers = []
+    for name, tensor in items:
+        cfg = config.get(name, EncoderConfig()) if isinstance(config, Mapping) \
+            else (config or EncoderConfig())
+        arr, dtype = _as_numpy(tensor, name)
+        if arr.ndim != 4:
+            raise EncoderInputError(f"layer {name!r}: a tensor shall have 4 dimensions "
+                                    f"({cfg.layout}), got shape {tuple(arr.shape)}")
+        if arr.size == 0:
+            raise EncoderInputError(f"layer {name!r}: the tensor is empty {tuple(arr.shape)}")
+        x = arr.astype(np.float32, copy=False)
+        if cfg.layout == "NHWC":
+            x = x.transpose(0, 3, 1, 2)
+        qtype = quant.QUANTIZER_NAMES[cfg.quantizer]
+        try:
+            params = quant.choose_params(x, qtype, cfg.bit_depth, cfg.per_channel)
+            samples = quant.quantize(x, qtype, params, cfg.bit_depth)
+        except quant.QuantizerInputError as exc:
+            raise EncoderInputError(f"layer {name!r}: {exc}") from None
+        header = _layer_header(name, x, dtype, cfg, params)
+        headers.append(header)
+        pictures = packing.pack(samples, packing.Layout.of(header))
+        payload, hashes = backend.encode_pictures(pictures, cfg.bit_depth, cfg.qp,
+                                                  cfg.lossless, cfg.preset)
+        if cfg.verify:
+            decoded = backend.decode_pictures(payload, header.num_pictures,
+                                              header.picture_height, header.picture_width,
+                                              cfg.bit_depth)
+            if planes_md5(decoded, cfg.bit_depth) != hashes:
+                from .errors import BackendError
+                raise BackendError(f"layer {name!r}: the decoded pictures do not match "
+                                   f"libx265's picture hashes")
+        coded.append((header, sample_md5(hashes), payload))
+    level = choose_level(headers)
+    stream_header = StreamHeader(VERSION_MAJOR, VERSION_MINOR, int(Profile.MAIN),
+                                 level.level_idc, len(coded))
+    return bitstream.build_stream(stream_header, coded)
+
+
+# ------------------------------------------------------------------------------------
+# Decoder
+# ------------------------------------------------------------------------------------
+
+def read_headers(data: bytes, *, limits: Level | None = None) -> Stream:
+    """Parse and check the container without decoding any HEVC payload."""
+    return bitstream.parse_stream(data, limits=limits)
+
+
+def decode_samples(layer: Layer, backend=None) -> np.ndarray:
+    """Decode a layer's HEVC payload to its (P, H, W) planes and check sample_md5."""
+    from .hevc import default_backend
+    backend = backend or default_backend()
+    h = layer.header
+    path = f"layers[{h.layer_id!r}].hevc_payload"
+    pictures = backend.decode_pictures(layer.hevc_payload, h.num_pictures, h.picture_height,
+                                       h.picture_width, h.sample_bit_depth,
+                                       offset=layer.payload_offset, path=path)
+    got = sample_md5(planes_md5(pictures, h.sample_bit_depth))
+    if got != layer.sample_md5:
+        raise ConformanceViolation(
+            f"sample_md5 shall be the MD5 of the decoded planes: stored "
+            f"{layer.sample_md5.hex()}, decoded {got.hex()}", clause="8.4.1",
+            offset=layer.payload_offset - 16, path=f"layers[{h.layer_id!r}].sample_md5")
+    return pictures
+
+
+def reconstruct(header: LayerHeader, pictures: np.ndarray) -> np.ndarray:
+    """Planes -> tensor (clauses 9.3 and 9.4): untile, crop, undo the channel order,
+    dequantize, and return the tensor in its source dtype and layout."""
+    samples = packing.unpack(pictures, packing.Layout.of(header))
+    out = quant.dequantize(samples, int(header.quantizer_type), list(header.quant_params),
+                           header.sample_bit_depth, NUMPY_DTYPES[header.source_dtype])
+    if header.source_layout == SourceLayout.NHWC:
+        out = np.ascontiguousarray(out.transpose(0, 2, 3, 1))
+    return out
+
+
+def decode(data: bytes, *, layers: Sequence[str] | None = None, backend=None,
+           limits: Level | None = None) -> dict[str, np.ndarray]:
+    """Decode a VFC bitstream to {layer_id: tensor} in stream order.
+
+    ``layers`` restricts decoding to the named layers (the others' payloads are not
+    decoded); naming a layer the stream lacks raises KeyError.
+    """
+    stream = read_headers(data, limits=limits)
+    wanted = None if layers is None else list(layers)
+    if wanted is not None:
+        missing = [n for n in wanted if n not in {l.header.layer_id for l in stream.layers}]
+        if missing:
+            raise KeyError(f"the stream has no layer {missing[0]!r}")
+    out = {}
+    for layer in stream.layers:
+        if wanted is not None and layer.header.layer_id not in wanted:
+            continue
+        out[layer.header.layer_id] = reconstruct(layer.header, decode_samples(layer, backend))
+    return out

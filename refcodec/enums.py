@@ -1,0 +1,94 @@
+"""Enumerations of the VFC syntax elements (clause 8) and the level limits (clause 11).
+
+Values not listed are reserved: a decoder refuses them with UnsupportedFeature.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+
+
+class UnitType(enum.IntEnum):
+    """unit_type (clause 8.2.1).  0 and 3..254 are reserved."""
+
+    LAYER_HEADER = 1
+    LAYER_DATA = 2
+    END_OF_STREAM = 255
+
+
+class Profile(enum.IntEnum):
+    """profile_idc (clause 8.1.3).  0 and 2..255 are reserved."""
+
+    MAIN = 1
+
+
+class SourceLayout(enum.IntEnum):
+    """source_layout (clause 8.3.2).  2..255 are reserved."""
+
+    NCHW = 0
+    NHWC = 1
+
+
+class SourceDtype(enum.IntEnum):
+    """source_dtype (clause 8.3.3).  3..255 are reserved."""
+
+    FLOAT32 = 0
+    FLOAT16 = 1
+    BFLOAT16 = 2
+
+
+class QuantizerType(enum.IntEnum):
+    """quantizer_type (clause 8.3.6).  3..255 are reserved."""
+
+    UNIFORM = 0
+    LOG = 1
+    INTEGER = 2
+
+
+class PackingType(enum.IntEnum):
+    """packing_type (clause 8.3.9).  2..255 are reserved."""
+
+    CHANNEL_PER_PICTURE = 0
+    TILED = 1
+
+
+class PadMode(enum.IntEnum):
+    """pad_mode (clause 8.3.10).  2..255 are reserved."""
+
+    REPLICATE = 0
+    ZERO = 1
+
+
+class PayloadCodec(enum.IntEnum):
+    """payload_codec (clause 8.3.11).  1..255 are reserved."""
+
+    HEVC = 0
+
+
+ALLOWED_BIT_DEPTHS = (8, 10, 12)
+
+
+@dataclasses.dataclass(frozen=True)
+class Level:
+    """The limits of one level (clause 11.2).  A decoder may refuse anything beyond them
+    before it allocates memory for it."""
+
+    level_idc: int
+    max_layers: int
+    max_layer_elements: int       # batch_size * num_channels * height * width
+    max_num_channels: int         # num_channels
+    max_pictures: int             # pictures in one layer's HEVC payload
+    max_picture_size: int         # picture width and height, in samples
+    max_picture_samples: int      # width * height of one picture
+    max_unit_payload: int         # len_unit_payload, bytes
+
+
+LEVELS = {
+    10: Level(10, max_layers=16, max_layer_elements=1 << 24, max_num_channels=4096,
+              max_pictures=1 << 16, max_picture_size=4096, max_picture_samples=1 << 22,
+              max_unit_payload=1 << 28),
+    20: Level(20, max_layers=256, max_layer_elements=1 << 28, max_num_channels=65536,
+              max_pictures=1 << 20, max_picture_size=8192, max_picture_samples=1 << 25,
+              max_unit_payload=1 << 31),
+}

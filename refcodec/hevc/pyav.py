@@ -1,0 +1,121 @@
+"""HEVC through PyAV: libx265 encoder (informative) and FFmpeg's HEVC decoder.
+
+The only module that imports av.  Facts it relies on (measured, see docs/hevc-notes):
+
+* ``ipratio=1`` makes the slice QP of intra pictures equal the requested QP;
+* ``info=0`` stops libx265 writing its version/options SEI into every picture;
+* ``pools=1:frame-threads=1`` gives byte-identical output run to run on one build;
+* with ``keyint=1`` every access unit repeats VPS/SPS/PPS: the repeats are dropped;
+* ``hash=1`` makes libx265 write the MD5 of each reconstructed picture in a decoded picture
+  hash SEI: the encoder takes sample_md5 from there (no decode) and drops the SEI;
+* the parser must be flushed (``parse(None)``) or the last access unit is lost silently;
+* an unsupported stream decodes to zero frames without an exception, so the frame count,
+  size and pixel format are always checked.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import av
+import numpy as np
+
+from ..errors import BackendError, ConformanceViolation
+from .annexb import repack_access_units
+
+PIX_FMT = {8: "gray", 10: "gray10le", 12: "gray12le"}
+PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow",
+           "slower", "veryslow", "placebo")
+
+
+def x265_params(qp: int, lossless: bool) -> str:
+    """The x265-params string of the informative encoder (Annex B.3)."""
+    params = ["keyint=1", "min-keyint=1", "scenecut=0", "bframes=0", f"qp={qp}", "ipratio=1",
+              "info=0", "pools=1", "frame-threads=1", "min-cu-size=8", "hash=1", "log-level=none"]
+    if lossless:
+        params.append("lossless=1")
+    return ":".join(params)
+
+
+def encode_access_units(pictures: np.ndarray, bit_depth: int, qp: int, lossless: bool,
+                        preset: str) -> list[bytes]:
+    """Bare libx265: one Annex-B access unit per picture, as libx265 writes them."""
+    if pictures.ndim != 3:
+        raise ValueError("pictures shall be (P, H, W)")
+    count, height, width = pictures.shape
+    fmt = PIX_FMT[bit_depth]
+    dtype = np.uint8 if bit_depth == 8 else np.uint16
+    try:
+        ctx = av.CodecContext.create("libx265", "w")
+        ctx.width, ctx.height, ctx.pix_fmt = width, height, fmt
+        ctx.time_base = Fraction(1, 25)
+        ctx.options = {"preset": preset, "x265-params": x265_params(qp, lossless)}
+        ctx.open()
+        units: list[bytes] = []
+        for i in range(count):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(pictures[i], dtype=dtype),
+                                               format=fmt)
+            frame.pts = i
+            units.extend(bytes(p) for p in ctx.encode(frame))
+        units.extend(bytes(p) for p in ctx.encode(None))
+    except av.error.FFmpegError as exc:
+        raise BackendError(f"libx265 failed on {count} pictures of {width}x{height} at "
+                           f"{bit_depth}-bit: {exc}") from exc
+    if len(units) != count:
+        raise BackendError(f"libx265 returned {len(units)} access units for {count} pictures")
+    return units
+
+
+def decode_frames(payload: bytes) -> list:
+    """Bare FFmpeg: every frame of an Annex-B stream (the parser flushed)."""
+    ctx = av.CodecContext.create("hevc", "r")
+    ctx.thread_type = "AUTO"
+    packets = ctx.parse(payload) + ctx.parse(None)
+    frames = []
+    for packet in packets:
+        frames.extend(ctx.decode(packet))
+    frames.extend(ctx.decode(None))
+    return frames
+
+
+class PyAVBackend:
+    name = "pyav"
+
+    def encode_pictures(self, pictures: np.ndarray, bit_depth: int, qp: int, lossless: bool,
+                        preset: str = "medium") -> tuple[bytes, list[bytes]]:
+        units = encode_access_units(pictures, bit_depth, qp, lossless, preset)
+        payload, hashes = repack_access_units(units)
+        if any(h is None for h in hashes):
+            raise BackendError("libx265 wrote no decoded picture hash SEI (hash=1) for "
+                               f"{sum(h is None for h in hashes)} of {len(hashes)} pictures")
+        return payload, hashes
+
+    def decode_pictures(self, payload: bytes, num_pictures: int, height: int, width: int,
+                        bit_depth: int, *, offset: int | None = None,
+                        path: str = "hevc_payload") -> np.ndarray:
+        want_fmt = PIX_FMT[bit_depth]
+        try:
+            frames = decode_frames(payload)
+        except av.error.InvalidDataError as exc:
+            raise ConformanceViolation(f"the HEVC decoder refused the payload: {exc}",
+                                       clause="10.1", offset=offset, path=path) from exc
+        except av.error.FFmpegError as exc:
+            raise BackendError(f"the HEVC decoder failed: {exc}") from exc
+        if len(frames) != num_pictures:
+            raise ConformanceViolation(
+                f"the HEVC payload shall decode to {num_pictures} pictures, got {len(frames)}",
+                clause="10.6", offset=offset, path=path)
+        out = np.empty((num_pictures, height, width), dtype=np.uint16)
+        for i, frame in enumerate(frames):
+            fmt = frame.format.name
+            if fmt != want_fmt:
+                clause = "10.3" if not fmt.startswith("gray") else "10.4"
+                raise ConformanceViolation(
+                    f"picture {i} decodes as {fmt}, the layer needs {want_fmt} "
+                    f"(4:0:0, {bit_depth}-bit)", clause=clause, offset=offset, path=path)
+            if (frame.height, frame.width) != (height, width):
+                raise ConformanceViolation(
+                    f"picture {i} is {frame.width}x{frame.height}, the layer needs "
+                    f"{width}x{height}", clause="10.5", offset=offset, path=path)
+            out[i] = frame.to_ndarray()
+        return out

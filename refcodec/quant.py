@@ -1,0 +1,147 @@
+"""Float <-> integer quantizers (numpy only).
+
+``dequantize`` is the normative process of clause 9.4; ``choose_params`` and ``quantize``
+are the informative encoder side (Annex B).  Arithmetic follows clause 4.4: every
+operation of the dequantization is an IEEE 754 binary64 operation with round to nearest,
+ties to even, in the order written; the binary64 result is rounded to binary32 and then to
+the source dtype.  The uniform and integer quantizers are therefore bit-exact across
+conforming decoders; the log quantizer involves exp2/log2, whose last bit may vary between
+math libraries (the reason for the tolerance tier of clause 12.3).
+
+Quantizer types (clause 8.3.6), with D = 2**bit_depth - 1 and q in 0..D:
+
+* uniform: x = min + (q * (max - min)) / D
+* log (the paper's Eq. 5/6): L = log2((max - min) + 1);  x = min + (exp2((q * L) / D) - 1)
+* integer: x = q + offset
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .records import QuantParams as ParamSet
+
+UNIFORM, LOG, INTEGER = 0, 1, 2
+QUANTIZER_NAMES = {"uniform": UNIFORM, "log": LOG, "integer": INTEGER}
+
+
+class QuantizerInputError(ValueError):
+    """The tensor cannot be quantized as asked (the encoder turns it into EncoderInputError)."""
+
+
+def reconstruction_table(qtype: int, params: ParamSet, bit_depth: int) -> np.ndarray:
+    """The binary64 value of every sample value q in 0..D (clause 9.4), before rounding."""
+    d = float((1 << bit_depth) - 1)
+    q = np.arange((1 << bit_depth), dtype=np.float64)
+    if qtype == INTEGER:
+        return q + np.float64(params.offset_value)
+    lo = np.float64(params.min_value)
+    hi = np.float64(params.max_value)
+    if qtype == UNIFORM:
+        return lo + (q * (hi - lo)) / d
+    if qtype == LOG:
+        span = np.log2((hi - lo) + np.float64(1.0))
+        return lo + (np.exp2((q * span) / d) - np.float64(1.0))
+    raise ValueError(f"unknown quantizer type {qtype}")
+
+
+def output_table(qtype: int, params: ParamSet, bit_depth: int, out_dtype) -> np.ndarray:
+    """reconstruction_table rounded to binary32, then to the output dtype."""
+    return reconstruction_table(qtype, params, bit_depth).astype(np.float32).astype(out_dtype)
+
+
+def dequantize(samples: np.ndarray, qtype: int, params: list[ParamSet], bit_depth: int,
+               out_dtype=np.float32) -> np.ndarray:
+    """Dequantize integer samples laid out N x C x H x W.
+
+    ``params`` holds one set (per tensor) or C sets (per channel, indexed by the source
+    channel index).  Samples above D never occur in a conforming stream; they are clipped
+    to D by the lookup and reported by the caller's range check.
+    """
+    samples = np.asarray(samples)
+    out = np.empty(samples.shape, dtype=out_dtype)
+    top = (1 << bit_depth) - 1
+    if len(params) == 1:
+        table = output_table(qtype, params[0], bit_depth, out_dtype)
+        np.take(table, samples, out=out, mode="clip")
+        return out
+    if len(params) != samples.shape[1]:
+        raise ValueError(f"{len(params)} parameter sets for {samples.shape[1]} channels")
+    for c, p in enumerate(params):
+        table = output_table(qtype, p, bit_depth, out_dtype)
+        out[:, c] = np.take(table, np.minimum(samples[:, c], top))
+    return out
+
+
+# ------------------------------------------------------------------------------------
+# Informative encoder side (Annex B)
+# ------------------------------------------------------------------------------------
+
+def _check_finite(x: np.ndarray) -> None:
+    if not np.isfinite(x).all():
+        bad = np.argwhere(~np.isfinite(x))[0]
+        raise QuantizerInputError(
+            f"the tensor holds a non-finite value ({x[tuple(bad)]!r} at index {tuple(bad.tolist())})")
+
+
+def choose_params(x: np.ndarray, qtype: int, bit_depth: int, per_channel: bool) -> list[ParamSet]:
+    """Parameter sets for tensor ``x`` (N x C x H x W, float32): its exact min and max (per
+    tensor or per channel); for the integer quantizer the minimum is the offset."""
+    _check_finite(x)
+    if per_channel:
+        lo = x.min(axis=(0, 2, 3)).astype(np.float32)
+        hi = x.max(axis=(0, 2, 3)).astype(np.float32)
+    else:
+        lo = np.array([x.min()], dtype=np.float32)
+        hi = np.array([x.max()], dtype=np.float32)
+    sets = []
+    top = (1 << bit_depth) - 1
+    for a, b in zip(lo.tolist(), hi.tolist()):
+        if qtype == INTEGER:
+            if b - a > top:
+                raise QuantizerInputError(
+                    f"the integer quantizer needs max - min <= {top} at {bit_depth}-bit, "
+                    f"got {b} - {a} = {b - a}")
+            sets.append(ParamSet(offset_value=a))
+        else:
+            if qtype == LOG and not np.isfinite(np.log2(np.float64(b) - np.float64(a) + 1.0)):
+                raise QuantizerInputError(f"the log quantizer cannot span the range {a}..{b}")
+            sets.append(ParamSet(min_value=a, max_value=b))
+    return sets
+
+
+def _quantize_one(x: np.ndarray, qtype: int, p: ParamSet, bit_depth: int) -> np.ndarray:
+    top = (1 << bit_depth) - 1
+    d = np.float64(top)
+    if qtype == INTEGER:
+        v = x.astype(np.float64) - np.float64(p.offset_value)
+        if not np.array_equal(v, np.floor(v)):
+            raise QuantizerInputError("the integer quantizer needs integer-valued tensors")
+        return np.clip(v, 0, top).astype(np.uint16)
+    lo = np.float64(p.min_value)
+    hi = np.float64(p.max_value)
+    if hi == lo:
+        return np.zeros(x.shape, dtype=np.uint16)
+    v = x.astype(np.float64) - lo
+    if qtype == UNIFORM:
+        v *= d / (hi - lo)
+    else:
+        span = np.log2((hi - lo) + 1.0)
+        v += 1.0
+        np.log2(v, out=v)
+        v *= d / span
+    v += 0.5
+    np.floor(v, out=v)
+    np.clip(v, 0, top, out=v)
+    return v.astype(np.uint16)
+
+
+def quantize(x: np.ndarray, qtype: int, params: list[ParamSet], bit_depth: int) -> np.ndarray:
+    """Quantize N x C x H x W ``x`` to uint16 samples in 0..D (round half up: floor(v + 0.5))."""
+    _check_finite(x)
+    if len(params) == 1:
+        return _quantize_one(x, qtype, params[0], bit_depth)
+    out = np.empty(x.shape, dtype=np.uint16)
+    for c, p in enumerate(params):
+        out[:, c] = _quantize_one(x[:, c], qtype, p, bit_depth)
+    return out

@@ -1,0 +1,137 @@
+"""Frozen dataclasses for parsed VFC headers.
+
+construct Containers never leave ``refcodec.bitstream``: everything else works with these
+records.  Attribute names are the syntax element names of the specification; derived
+values (clause 8.3.14) are properties, never stored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+from .enums import (PackingType, PadMode, PayloadCodec, QuantizerType, SourceDtype,
+                    SourceLayout)
+
+
+@dataclasses.dataclass(frozen=True)
+class StreamHeader:
+    version_major: int
+    version_minor: int
+    profile_idc: int
+    level_idc: int
+    num_layers: int
+
+
+@dataclasses.dataclass(frozen=True)
+class QuantParams:
+    """One parameter set of the quantizer (clause 8.3.7).
+
+    ``min_value``/``max_value`` for the uniform and log quantizers, ``offset_value`` for the
+    integer quantizer; the unused attributes are None.  Values are exact binary32 numbers.
+    """
+
+    min_value: float | None = None
+    max_value: float | None = None
+    offset_value: float | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerHeader:
+    layer_id: str
+    source_layout: SourceLayout
+    source_dtype: SourceDtype
+    batch_size: int
+    num_channels: int
+    height: int
+    width: int
+    sample_bit_depth: int
+    quantizer_type: QuantizerType
+    per_channel_quant_flag: bool
+    quant_params: tuple[QuantParams, ...]
+    channel_permutation: tuple[int, ...] | None
+    packing_type: PackingType
+    tile_rows: int
+    tile_cols: int
+    pad_mode: PadMode
+    pad_bottom: int
+    pad_right: int
+    payload_codec: PayloadCodec = PayloadCodec.HEVC
+
+    # ---- derived variables (clause 8.3.14) ----
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        """The tensor shape in the source layout."""
+        if self.source_layout == SourceLayout.NHWC:
+            return (self.batch_size, self.height, self.width, self.num_channels)
+        return (self.batch_size, self.num_channels, self.height, self.width)
+
+    @property
+    def num_elements(self) -> int:
+        return self.batch_size * self.num_channels * self.height * self.width
+
+    @property
+    def num_slots(self) -> int:
+        """NumSlots: channel maps to code, batch_size * num_channels."""
+        return self.batch_size * self.num_channels
+
+    @property
+    def coded_tile_height(self) -> int:
+        return self.height + self.pad_bottom
+
+    @property
+    def coded_tile_width(self) -> int:
+        return self.width + self.pad_right
+
+    @property
+    def tiles_per_picture(self) -> int:
+        return self.tile_rows * self.tile_cols
+
+    @property
+    def picture_height(self) -> int:
+        return self.tile_rows * self.coded_tile_height
+
+    @property
+    def picture_width(self) -> int:
+        return self.tile_cols * self.coded_tile_width
+
+    @property
+    def num_pictures(self) -> int:
+        return math.ceil(self.num_slots / self.tiles_per_picture)
+
+    @property
+    def max_sample_value(self) -> int:
+        return (1 << self.sample_bit_depth) - 1
+
+
+@dataclasses.dataclass(frozen=True)
+class Layer:
+    """One coded layer: its header and its layer_data() unit."""
+
+    header: LayerHeader
+    sample_md5: bytes
+    hevc_payload: bytes
+    header_offset: int   # byte offset of the layer_header unit in the stream
+    data_offset: int     # byte offset of the layer_data unit in the stream
+    payload_offset: int  # byte offset of hevc_payload in the stream
+
+
+@dataclasses.dataclass(frozen=True)
+class SkippedUnit:
+    unit_type: int
+    offset: int
+    length: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Stream:
+    header: StreamHeader
+    layers: tuple[Layer, ...]
+    skipped_units: tuple[SkippedUnit, ...] = ()
+    size: int = 0
+
+    def layer(self, layer_id: str) -> Layer:
+        for layer in self.layers:
+            if layer.header.layer_id == layer_id:
+                return layer
+        raise KeyError(layer_id)

@@ -29,7 +29,7 @@ MIN_PICTURE_SIDE = 16   # libx265 codes no smaller picture (informative encoder 
 
 @dataclasses.dataclass(frozen=True)
 class EncoderConfig:
-    """Settings of the informative encoder for one layer (Annex B).
+    """Settings of the informative encoder for one layer (Annex A).
 
     qp          HEVC slice QP, 0..51 (ignored when lossless)
     quantizer   "log" (the paper's Eq. 5/6), "uniform" (min-max) or "integer" (exact, for

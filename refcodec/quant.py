@@ -1,7 +1,7 @@
 """Float <-> integer quantizers (numpy only).
 
 ``dequantize`` is the normative process of clause 9.4; ``choose_params`` and ``quantize``
-are the informative encoder side (Annex B).  Arithmetic follows clause 4.4: every
+are the informative encoder side (Annex A).  Arithmetic follows clause 4.4: every
 operation of the dequantization is an IEEE 754 binary64 operation with round to nearest,
 ties to even, in the order written; the binary64 result is rounded to binary32 and then to
 the source dtype.  The uniform and integer quantizers are therefore bit-exact across
@@ -74,7 +74,7 @@ def dequantize(samples: np.ndarray, qtype: int, params: list[ParamSet], bit_dept
 
 
 # ------------------------------------------------------------------------------------
-# Informative encoder side (Annex B)
+# Informative encoder side (Annex A)
 # ------------------------------------------------------------------------------------
 
 def _check_finite(x: np.ndarray) -> None:

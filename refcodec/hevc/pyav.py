@@ -29,7 +29,7 @@ PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "sl
 
 
 def x265_params(qp: int, lossless: bool) -> str:
-    """The x265-params string of the informative encoder (Annex B.3)."""
+    """The x265-params string of the informative encoder (Annex A.3)."""
     params = ["keyint=1", "min-keyint=1", "scenecut=0", "bframes=0", f"qp={qp}", "ipratio=1",
               "info=0", "pools=1", "frame-threads=1", "min-cu-size=8", "hash=1", "log-level=none"]
     if lossless:

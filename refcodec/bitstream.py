@@ -431,10 +431,6 @@ class _Reader:
                     fail_full(ConformanceViolation, "8.3.7",
                               f"min_value shall not exceed max_value, got {lo!r} > {hi!r}",
                               "quant_params", sub)
-                elif qtype == QuantizerType.LOG and not math.isfinite(math.log2(hi - lo + 1)):
-                    fail_full(ConformanceViolation, "8.3.7",
-                              f"log2(max_value - min_value + 1) shall be finite, got "
-                              f"min_value {lo!r}, max_value {hi!r}", "quant_params", sub)
                 params.append(QuantParams(min_value=lo, max_value=hi))
 
         perm = None

@@ -81,7 +81,7 @@ def _check_finite(x: np.ndarray) -> None:
     if not np.isfinite(x).all():
         bad = np.argwhere(~np.isfinite(x))[0]
         raise QuantizerInputError(
-            f"the tensor holds a non-finite value ({x[tuple(bad)]!r} at index {tuple(bad.tolist())})")
+            f"the tensor holds a non-finite value ({float(x[tuple(bad)])!r} at index {tuple(bad.tolist())})")
 
 
 def choose_params(x: np.ndarray, qtype: int, bit_depth: int, per_channel: bool) -> list[ParamSet]:
@@ -104,8 +104,6 @@ def choose_params(x: np.ndarray, qtype: int, bit_depth: int, per_channel: bool) 
                     f"got {b} - {a} = {b - a}")
             sets.append(ParamSet(offset_value=a))
         else:
-            if qtype == LOG and not np.isfinite(np.log2(np.float64(b) - np.float64(a) + 1.0)):
-                raise QuantizerInputError(f"the log quantizer cannot span the range {a}..{b}")
             sets.append(ParamSet(min_value=a, max_value=b))
     return sets
 

@@ -1,0 +1,340 @@
+"""The ``refcodec`` command line: encode, decode, info.
+
+Errors print one line on stderr and exit non-zero, without a traceback:
+0 ok, 1 verification mismatch, 2 usage or bad input file, 3 bitstream error,
+4 HEVC backend error.  Output files are written atomically (temporary file + rename), so a
+failed run leaves none behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import ml_dtypes
+import numpy as np
+
+from . import FORMAT_VERSION, __version__
+from .codec import NUMPY_DTYPES, EncoderConfig, decode, encode, read_headers
+from .errors import EncoderInputError, RefcodecError
+
+EXIT_OK, EXIT_MISMATCH, EXIT_USAGE, EXIT_BITSTREAM, EXIT_BACKEND = 0, 1, 2, 3, 4
+
+
+class UsageError(Exception):
+    """Bad command-line use or an unreadable input file (exit 2)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2, like every other error
+        raise UsageError(f"{self.prog}: {message}")
+
+
+# ------------------------------------------------------------------------------------
+# Files
+# ------------------------------------------------------------------------------------
+
+def _torch():
+    try:
+        import torch
+    except ImportError:
+        raise UsageError(".pt files need torch: pip install 'refcodec[torch]'") from None
+    return torch
+
+
+def load_tensors(path: Path, layer_id: str | None) -> dict:
+    """Read .npy / .npz / .pt into {layer_id: array or tensor}."""
+    if not path.is_file():
+        raise UsageError(f"{path}: no such file")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".npy":
+            return {layer_id or path.stem: np.load(path, allow_pickle=False)}
+        if suffix == ".npz":
+            if layer_id:
+                raise UsageError("--layer-id applies to .npy and single-tensor .pt input only; "
+                                 ".npz arrays are named by their keys")
+            with np.load(path, allow_pickle=False) as archive:
+                return {k: archive[k] for k in archive.files}
+        if suffix == ".pt":
+            obj = _torch().load(path, map_location="cpu", weights_only=True)
+            if isinstance(obj, dict):
+                if layer_id:
+                    raise UsageError("--layer-id applies to a single tensor; this .pt holds a dict")
+                return dict(obj)
+            return {layer_id or path.stem: obj}
+    except UsageError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any reader failure is a bad input file
+        raise UsageError(f"{path}: cannot read {suffix} file: {exc}") from None
+    raise UsageError(f"{path}: input shall be .npy, .npz or .pt, got '{suffix or path.name}'")
+
+
+@contextlib.contextmanager
+def atomic_output(path: Path):
+    """Yield a temporary path beside ``path``; rename it over ``path`` only on success."""
+    directory = path.parent if str(path.parent) else Path(".")
+    if not directory.is_dir():
+        raise UsageError(f"{path}: directory {directory} does not exist")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix or ".tmp",
+                               dir=directory)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def save_tensors(path: Path, tensors: dict[str, np.ndarray]) -> None:
+    suffix = path.suffix.lower()
+    if suffix not in (".npy", ".npz", ".pt"):
+        raise UsageError(f"{path}: output shall be .npy, .npz or .pt, got '{suffix or path.name}'")
+    if suffix == ".npy" and len(tensors) != 1:
+        raise UsageError(f"{path}: the stream has {len(tensors)} layers; write .npz or .pt, or "
+                         f"pick one with --layer")
+    torch = _torch() if suffix == ".pt" else None
+    with atomic_output(path) as tmp:
+        if suffix == ".pt":
+            def to_torch(a):
+                if a.dtype == ml_dtypes.bfloat16:
+                    return torch.from_numpy(a.astype(np.float32)).to(torch.bfloat16)
+                return torch.from_numpy(a)
+            obj = {k: to_torch(v) for k, v in tensors.items()}
+            torch.save(obj if len(obj) > 1 else next(iter(obj.values())), tmp)
+            return
+        # numpy files cannot hold bfloat16: it is widened to float32, which is exact.
+        plain = {k: v.astype(np.float32) if v.dtype == ml_dtypes.bfloat16 else v
+                 for k, v in tensors.items()}
+        with open(tmp, "wb") as fh:
+            if suffix == ".npy":
+                np.save(fh, next(iter(plain.values())), allow_pickle=False)
+            else:
+                np.savez(fh, **plain)
+
+
+def read_input(path: Path) -> bytes:
+    if not path.is_file():
+        raise UsageError(f"{path}: no such file")
+    return path.read_bytes()
+
+
+# ------------------------------------------------------------------------------------
+# Commands
+# ------------------------------------------------------------------------------------
+
+def _grid(text: str) -> tuple[int, int]:
+    try:
+        rows, cols = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected ROWSxCOLS such as 4x8, got {text!r}") from None
+    return rows, cols
+
+
+def _order(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a comma-separated permutation such as 2,0,1, got {text!r}") from None
+
+
+def cmd_encode(args) -> int:
+    if Path(args.output).suffix.lower() != ".vfc":
+        raise UsageError(f"{args.output}: output shall end in .vfc")
+    tensors = load_tensors(Path(args.input), args.layer_id)
+    if not tensors:
+        raise UsageError(f"{args.input}: holds no tensor")
+    config = EncoderConfig(qp=args.qp, quantizer=args.quantizer, bit_depth=args.bit_depth,
+                           per_channel=args.per_channel, packing=args.packing,
+                           tile_grid=args.tile_grid, pad_mode=args.pad_mode,
+                           channel_order=args.channel_order, lossless=args.lossless,
+                           layout=args.layout, preset=args.preset, verify=args.verify)
+    out = Path(args.output)
+    data = encode(tensors, config)
+    with atomic_output(out) as tmp:
+        tmp.write_bytes(data)
+    if not args.quiet:
+        original = sum(np.asarray(t.shape).prod() * _itemsize(t) for t in tensors.values())
+        print(f"{out}: {len(tensors)} layer(s), {len(data)} bytes, compression rate "
+              f"{original / len(data):.2f}")
+    return EXIT_OK
+
+
+def _itemsize(t) -> int:
+    return t.element_size() if hasattr(t, "element_size") else t.dtype.itemsize
+
+
+def cmd_decode(args) -> int:
+    data = read_input(Path(args.input))
+    out = Path(args.output)
+    if out.suffix.lower() not in (".npy", ".npz", ".pt"):
+        raise UsageError(f"{out}: output shall be .npy, .npz or .pt, got '{out.suffix or out.name}'")
+    try:
+        tensors = decode(data, layers=args.layer)
+    except KeyError as exc:
+        raise UsageError(str(exc.args[0])) from None
+    save_tensors(out, tensors)
+    if not args.quiet:
+        print(f"{out}: " + ", ".join(f"{k} {tuple(v.shape)} {v.dtype}" for k, v in tensors.items()))
+    return EXIT_OK
+
+
+def stream_info(data: bytes) -> dict:
+    """Every header field of a stream, its sizes and compression rates (``info --json``)."""
+    stream = read_headers(data)
+    h = stream.header
+    layers = []
+    for layer in stream.layers:
+        lh = layer.header
+        original = lh.num_elements * NUMPY_DTYPES[lh.source_dtype].itemsize
+        layer_bytes = layer.payload_offset + len(layer.hevc_payload) + 4 - layer.header_offset
+        entry = {
+            "layer_id": lh.layer_id,
+            "source_layout": lh.source_layout.name,
+            "source_dtype": lh.source_dtype.name.lower(),
+            "batch_size": lh.batch_size, "num_channels": lh.num_channels,
+            "height": lh.height, "width": lh.width, "shape": list(lh.shape),
+            "sample_bit_depth": lh.sample_bit_depth,
+            "quantizer_type": lh.quantizer_type.name.lower(),
+            "per_channel_quant_flag": int(lh.per_channel_quant_flag),
+            "channel_permutation_flag": int(lh.channel_permutation is not None),
+            "quant_params": [{k: v for k, v in vars(p).items() if v is not None}
+                             for p in lh.quant_params],
+            "channel_permutation": list(lh.channel_permutation)
+            if lh.channel_permutation is not None else None,
+            "packing_type": lh.packing_type.name.lower(),
+            "tile_rows": lh.tile_rows, "tile_cols": lh.tile_cols,
+            "pad_mode": lh.pad_mode.name.lower(),
+            "pad_bottom": lh.pad_bottom, "pad_right": lh.pad_right,
+            "payload_codec": lh.payload_codec.name.lower(),
+            "picture_width": lh.picture_width, "picture_height": lh.picture_height,
+            "num_pictures": lh.num_pictures,
+            "sample_md5": layer.sample_md5.hex(),
+            "len_hevc_payload": len(layer.hevc_payload),
+            "layer_bytes": layer_bytes,
+            "original_bytes": original,
+            "compression_rate": original / layer_bytes,
+            "bits_per_element": 8 * layer_bytes / lh.num_elements,
+            "offset": layer.header_offset,
+        }
+        layers.append(entry)
+    original = sum(e["original_bytes"] for e in layers)
+    return {
+        "format_version": f"{h.version_major}.{h.version_minor}",
+        "version_major": h.version_major, "version_minor": h.version_minor,
+        "profile_idc": h.profile_idc, "level_idc": h.level_idc, "num_layers": h.num_layers,
+        "stream_bytes": len(data), "original_bytes": original,
+        "compression_rate": original / len(data),
+        "skipped_units": [vars(u) for u in stream.skipped_units],
+        "layers": layers,
+    }
+
+
+def cmd_info(args) -> int:
+    info = stream_info(read_input(Path(args.input)))
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return EXIT_OK
+    print(f"{args.input}: VFC {info['format_version']}, profile {info['profile_idc']}, level "
+          f"{info['level_idc']}, {info['num_layers']} layer(s), {info['stream_bytes']} bytes, "
+          f"compression rate {info['compression_rate']:.2f}")
+    for e in info["layers"]:
+        params = e["quant_params"]
+        shown = ", ".join(f"{k}={v!r}" for k, v in params[0].items())
+        if len(params) > 1:
+            shown = f"{len(params)} per-channel sets, first: {shown}"
+        print(f"  layer {e['layer_id']!r}: {e['source_dtype']} {e['source_layout']} "
+              f"{tuple(e['shape'])}, {e['quantizer_type']} quantizer ({shown}), "
+              f"{e['sample_bit_depth']}-bit")
+        grid = (f"{e['tile_rows']}x{e['tile_cols']} tiles" if e["packing_type"] == "tiled"
+                else "one channel per picture")
+        order = ("permuted channel order" if e["channel_permutation"] is not None
+                 else "identity channel order")
+        print(f"    {e['num_pictures']} pictures of {e['picture_width']}x{e['picture_height']} "
+              f"({grid}, padding +{e['pad_bottom']} rows +{e['pad_right']} columns by "
+              f"{e['pad_mode']}, {order})")
+        print(f"    {e['layer_bytes']} bytes (HEVC {e['len_hevc_payload']}), compression rate "
+              f"{e['compression_rate']:.2f}, {e['bits_per_element']:.3f} bits/element, "
+              f"sample_md5 {e['sample_md5']}")
+    for u in info["skipped_units"]:
+        print(f"  skipped unit type {u['unit_type']} at byte {u['offset']} ({u['length']} bytes)")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="refcodec", description="VFC feature codec reference software "
+                     f"(format {FORMAT_VERSION})")
+    parser.add_argument("--version", action="version",
+                        version=f"refcodec {__version__} (VFC format {FORMAT_VERSION})")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    enc = sub.add_parser("encode", help="encode .npy/.npz/.pt tensors into a .vfc stream")
+    enc.add_argument("input", help=".npy (one tensor), .npz (one layer per array) or .pt")
+    enc.add_argument("-o", "--output", required=True, help="output .vfc file")
+    d = EncoderConfig()
+    enc.add_argument("--qp", type=int, default=d.qp, help="HEVC slice QP 0..51 (default 22)")
+    enc.add_argument("--quantizer", choices=["log", "uniform", "integer"], default=d.quantizer)
+    enc.add_argument("--bit-depth", type=int, choices=[8, 10, 12], default=d.bit_depth)
+    enc.add_argument("--per-channel", action="store_true",
+                     help="one quantizer parameter set per channel")
+    enc.add_argument("--packing", choices=["auto", "channel", "tiled"], default=d.packing)
+    enc.add_argument("--tile-grid", type=_grid, metavar="ROWSxCOLS",
+                     help="tile grid for --packing tiled")
+    enc.add_argument("--pad-mode", choices=["replicate", "zero"], default=d.pad_mode)
+    enc.add_argument("--channel-order", type=_order, metavar="I,J,...",
+                     help="permutation: picture slot k carries channel I_k")
+    enc.add_argument("--lossless", action="store_true", help="HEVC lossless coding")
+    enc.add_argument("--layout", choices=["NCHW", "NHWC"], default=d.layout)
+    enc.add_argument("--preset", default=d.preset, help="libx265 preset (default medium)")
+    enc.add_argument("--layer-id", help="layer id for a single tensor (default: file stem)")
+    enc.add_argument("--verify", action="store_true",
+                     help="decode the payload and check it against libx265's picture hashes")
+    enc.add_argument("-q", "--quiet", action="store_true")
+    enc.set_defaults(func=cmd_encode)
+
+    dec = sub.add_parser("decode", help="decode a .vfc stream to .npy/.npz/.pt")
+    dec.add_argument("input")
+    dec.add_argument("-o", "--output", required=True,
+                     help=".npy (one layer), .npz or .pt; bfloat16 is widened to float32 "
+                          "(exactly) in numpy files")
+    dec.add_argument("--layer", action="append", help="decode only this layer (repeatable)")
+    dec.add_argument("-q", "--quiet", action="store_true")
+    dec.set_defaults(func=cmd_decode)
+
+    inf = sub.add_parser("info", help="print every header field, sizes and compression rate")
+    inf.add_argument("input")
+    inf.add_argument("--json", action="store_true", help="machine-readable output")
+    inf.set_defaults(func=cmd_info)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return args.func(args)
+    except UsageError as exc:
+        print(f"refcodec: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except EncoderInputError as exc:
+        print(f"refcodec: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except RefcodecError as exc:
+        print(f"refcodec: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except OSError as exc:
+        print(f"refcodec: error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("refcodec: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,138 @@
+"""Quantizers: the normative dequantization against an independent scalar evaluation,
+exact behaviour at the edges, and the round-trip error bound of the informative encoder."""
+
+import math
+
+import ml_dtypes
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from refcodec import quant
+from refcodec.records import QuantParams
+
+
+def scalar_reference(qtype, p, depth, q):
+    """Clause 9.4 evaluated one value at a time with Python floats (binary64)."""
+    d = float((1 << depth) - 1)
+    if qtype == quant.INTEGER:
+        return q + p.offset_value
+    if qtype == quant.UNIFORM:
+        return p.min_value + (q * (p.max_value - p.min_value)) / d
+    span = math.log2((p.max_value - p.min_value) + 1.0)
+    return p.min_value + (2.0 ** ((q * span) / d) - 1.0)
+
+
+@pytest.mark.parametrize("qtype", [quant.UNIFORM, quant.LOG])
+@pytest.mark.parametrize("depth", [8, 10, 12])
+def test_table_matches_scalar_reference(qtype, depth):
+    p = QuantParams(min_value=float(np.float32(-0.731)), max_value=float(np.float32(17.25)))
+    table = quant.reconstruction_table(qtype, p, depth)
+    ref = np.array([scalar_reference(qtype, p, depth, q) for q in range(1 << depth)])
+    if qtype == quant.UNIFORM:
+        assert np.array_equal(table, ref)          # only correctly rounded operations
+    else:
+        # exp2/log2 may differ in the last bit between math libraries: allow a few ulps of
+        # the magnitudes added in the last step
+        slack = 4 * np.finfo(np.float64).eps * (abs(p.min_value) + np.abs(ref - p.min_value) + 1)
+        assert np.all(np.abs(table - ref) <= slack)
+
+
+@pytest.mark.parametrize("qtype", [quant.UNIFORM, quant.LOG])
+def test_end_points_exact(qtype):
+    p = QuantParams(min_value=-2.5, max_value=3.75)
+    t = quant.reconstruction_table(qtype, p, 8)
+    assert t[0] == -2.5
+    assert abs(t[255] - 3.75) < 1e-14
+
+
+@pytest.mark.parametrize("qtype", [quant.UNIFORM, quant.LOG])
+def test_constant_tensor(qtype):
+    x = np.full((2, 3, 4, 5), 1e-20, dtype=np.float32)
+    params = quant.choose_params(x, qtype, 8, per_channel=False)
+    q = quant.quantize(x, qtype, params, 8)
+    assert not q.any()
+    y = quant.dequantize(q, qtype, params, 8)
+    assert np.array_equal(x, y)
+
+
+def test_rounding_rule_half_up():
+    p = [QuantParams(min_value=0.0, max_value=255.0)]
+    x = np.array([0.5, 1.5, 2.49999, 254.5, 255.0], dtype=np.float32).reshape(1, 1, 1, 5)
+    assert quant.quantize(x, quant.UNIFORM, p, 8).ravel().tolist() == [1, 2, 2, 255, 255]
+
+
+def test_integer_quantizer_exact_and_refusals():
+    x = np.arange(-3, 9, dtype=np.float32).reshape(1, 2, 2, 3)
+    params = quant.choose_params(x, quant.INTEGER, 8, per_channel=False)
+    assert params == [QuantParams(offset_value=-3.0)]
+    q = quant.quantize(x, quant.INTEGER, params, 8)
+    assert np.array_equal(quant.dequantize(q, quant.INTEGER, params, 8), x)
+    with pytest.raises(quant.QuantizerInputError, match="integer-valued"):
+        quant.quantize(x + 0.5, quant.INTEGER, params, 8)
+    with pytest.raises(quant.QuantizerInputError, match="max - min <= 255"):
+        quant.choose_params(x * 100, quant.INTEGER, 8, per_channel=False)
+
+
+def test_non_finite_refused():
+    x = np.zeros((1, 1, 2, 2), dtype=np.float32)
+    x[0, 0, 1, 0] = np.inf
+    with pytest.raises(quant.QuantizerInputError, match=r"inf at index \(0, 0, 1, 0\)"):
+        quant.choose_params(x, quant.LOG, 8, per_channel=False)
+
+
+def test_per_channel_params_follow_source_channels():
+    x = np.stack([np.full((4, 4), v, np.float32) for v in (1.0, -5.0, 9.0)])[None]
+    x[0, 0, 0, 0] = 2.0
+    params = quant.choose_params(x, quant.UNIFORM, 8, per_channel=True)
+    assert [(p.min_value, p.max_value) for p in params] == [(1.0, 2.0), (-5.0, -5.0), (9.0, 9.0)]
+    y = quant.dequantize(quant.quantize(x, quant.UNIFORM, params, 8), quant.UNIFORM, params, 8)
+    assert np.array_equal(x, y)
+
+
+def test_output_dtypes_round_through_binary32():
+    p = QuantParams(min_value=0.0, max_value=1.0)
+    q = np.arange(256, dtype=np.uint16).reshape(1, 1, 16, 16)
+    for dtype in (np.float32, np.float16, ml_dtypes.bfloat16):
+        y = quant.dequantize(q, quant.LOG, [p], 8, dtype)
+        expected = quant.reconstruction_table(quant.LOG, p, 8).astype(np.float32).astype(dtype)
+        assert y.dtype == dtype and np.array_equal(y.ravel(), expected)
+
+
+def error_bound(qtype, p, depth, x):
+    """Largest reconstruction error of round-half-up quantization at x (plus float slack)."""
+    d = (1 << depth) - 1
+    lo, hi = p.min_value, p.max_value
+    if hi == lo:
+        return 0.0
+    if qtype == quant.UNIFORM:
+        return (hi - lo) / d / 2 * (1 + 1e-9) + 1e-6 * max(abs(lo), abs(hi))
+    span = math.log2(hi - lo + 1)
+    # half a step in the log domain around x
+    return (x - lo + 1) * (2 ** (span / d / 2) - 1) * (1 + 1e-6) + 1e-6 * max(abs(lo), abs(hi))
+
+
+@given(st.lists(st.floats(-1e4, 1e4, width=32), min_size=1, max_size=64),
+       st.sampled_from([quant.UNIFORM, quant.LOG]), st.sampled_from([8, 10, 12]))
+@settings(max_examples=300)
+def test_round_trip_within_bound(values, qtype, depth):
+    x = np.array(values, dtype=np.float32).reshape(1, 1, 1, -1)
+    params = quant.choose_params(x, qtype, depth, per_channel=False)
+    y = quant.dequantize(quant.quantize(x, qtype, params, depth), qtype, params, depth)
+    p = params[0]
+    for a, b in zip(x.ravel().tolist(), y.ravel().tolist()):
+        assert abs(a - b) <= error_bound(qtype, p, depth, a), (a, b, p)
+
+
+@given(st.lists(st.integers(-2000, 2000), min_size=1, max_size=64), st.sampled_from([8, 10, 12]))
+def test_integer_round_trip_exact(values, depth):
+    x = np.array(values, dtype=np.float32).reshape(1, 1, 1, -1)
+    try:
+        params = quant.choose_params(x, quant.INTEGER, depth, per_channel=False)
+    except quant.QuantizerInputError:
+        assert max(values) - min(values) > (1 << depth) - 1
+        return
+    y = quant.dequantize(quant.quantize(x, quant.INTEGER, params, depth), quant.INTEGER, params,
+                         depth)
+    assert np.array_equal(x, y)

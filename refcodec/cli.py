@@ -329,7 +329,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"refcodec: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except OSError as exc:
-        print(f"refcodec: error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"refcodec: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("refcodec: interrupted", file=sys.stderr)

@@ -104,3 +104,18 @@ def picture_md5(unit: bytes) -> bytes | None:
         if ptype == DECODED_PICTURE_HASH and len(payload) >= 17 and payload[0] == 0:
             return bytes(payload[1:17])
     return None
+
+
+def split_nal_units_with_offsets(data: bytes) -> list[tuple[int, bytes]]:
+    """As split_nal_units, each unit with the byte offset in data of its first header byte
+    (the byte after its start code)."""
+    starts = [m.end() for m in _START.finditer(data)]
+    units = []
+    for i, start in enumerate(starts):
+        if i + 1 < len(starts):
+            unit = data[start:starts[i + 1] - 3].rstrip(b"\x00")
+        else:
+            unit = data[start:]
+        if unit:
+            units.append((start, unit))
+    return units

@@ -96,11 +96,12 @@ class PyAVBackend:
         want_fmt = PIX_FMT[bit_depth]
         try:
             frames = decode_frames(payload)
-        except av.error.InvalidDataError as exc:
+        except (av.error.DecoderNotFoundError, av.error.MemoryError) as exc:
+            raise BackendError(f"the HEVC decoder failed: {exc}") from exc
+        except av.error.FFmpegError as exc:
+            # FFmpeg reports bad HEVC data with several codes (EINVAL, EPERM, ENOSYS, ...)
             raise ConformanceViolation(f"the HEVC decoder refused the payload: {exc}",
                                        clause="10.1", offset=offset, path=path) from exc
-        except av.error.FFmpegError as exc:
-            raise BackendError(f"the HEVC decoder failed: {exc}") from exc
         if len(frames) != num_pictures:
             raise ConformanceViolation(
                 f"the HEVC payload shall decode to {num_pictures} pictures, got {len(frames)}",

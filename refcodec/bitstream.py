@@ -290,7 +290,7 @@ class _Reader:
                 if length == 16:
                     self.fail(ConformanceViolation, "8.4.2", "hevc_payload shall not be empty",
                               payload_pos + 16, f"{lpath}.hevc_payload")
-                layers.append(Layer(header=pending[0], sample_md5=bytes(payload[:16]),
+                layers.append(Layer(index=len(layers), header=pending[0], sample_md5=bytes(payload[:16]),
                                     hevc_payload=bytes(payload[16:]),
                                     header_offset=pending[1], data_offset=pos,
                                     payload_offset=payload_pos + 16))

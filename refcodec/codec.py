@@ -15,9 +15,10 @@ import ml_dtypes
 import numpy as np
 
 from . import bitstream, packing, quant
+from .hevc import params
 from .enums import (ALLOWED_BIT_DEPTHS, LEVELS, Level, PackingType, PadMode, Profile,
                     QuantizerType, SourceDtype, SourceLayout)
-from .errors import ConformanceViolation, EncoderInputError
+from .errors import BackendError, ConformanceViolation, EncoderInputError
 from .records import Layer, LayerHeader, Stream, StreamHeader
 from .syntax import VERSION_MAJOR, VERSION_MINOR
 
@@ -251,7 +252,6 @@ def encode(tensors, config: EncoderConfig | Mapping[str, EncoderConfig] | None =
                                               header.picture_height, header.picture_width,
                                               cfg.bit_depth)
             if planes_md5(decoded, cfg.bit_depth) != hashes:
-                from .errors import BackendError
                 raise BackendError(f"layer {name!r}: the decoded pictures do not match "
                                    f"libx265's picture hashes")
         coded.append((header, sample_md5(hashes), payload))
@@ -270,12 +270,25 @@ def read_headers(data: bytes, *, limits: Level | None = None) -> Stream:
     return bitstream.parse_stream(data, limits=limits)
 
 
+def rebase(exc: ConformanceViolation, layer: Layer) -> ConformanceViolation:
+    """A payload-relative violation from refcodec.hevc.params, placed in the stream."""
+    return type(exc)(exc.message, clause=exc.clause, offset=layer.payload_offset + exc.offset,
+                     path=f"layers[{layer.index}].{exc.path}")
+
+
 def decode_samples(layer: Layer, backend=None) -> np.ndarray:
     """Decode a layer's HEVC payload to its (P, H, W) planes and check sample_md5."""
     from .hevc import default_backend
     backend = backend or default_backend()
     h = layer.header
-    path = f"layers[{h.layer_id!r}].hevc_payload"
+    path = f"layers[{layer.index}].hevc_payload"
+    # clause 10 checks on the parameter sets, before FFmpeg allocates any picture
+    problems = params.check_payload(layer.hevc_payload, bit_depth=h.sample_bit_depth,
+                                    picture_width=h.picture_width,
+                                    picture_height=h.picture_height,
+                                    num_pictures=h.num_pictures)
+    if problems:
+        raise rebase(problems[0], layer)
     pictures = backend.decode_pictures(layer.hevc_payload, h.num_pictures, h.picture_height,
                                        h.picture_width, h.sample_bit_depth,
                                        offset=layer.payload_offset, path=path)
@@ -284,7 +297,7 @@ def decode_samples(layer: Layer, backend=None) -> np.ndarray:
         raise ConformanceViolation(
             f"sample_md5 shall be the MD5 of the decoded planes: stored "
             f"{layer.sample_md5.hex()}, decoded {got.hex()}", clause="8.4.1",
-            offset=layer.payload_offset - 16, path=f"layers[{h.layer_id!r}].sample_md5")
+            offset=layer.payload_offset - 16, path=f"layers[{layer.index}].sample_md5")
     return pictures
 
 

@@ -108,6 +108,7 @@ class LayerHeader:
 class Layer:
     """One coded layer: its header and its layer_data() unit."""
 
+    index: int           # position of the layer in the stream (0-based)
     header: LayerHeader
     sample_md5: bytes
     hevc_payload: bytes

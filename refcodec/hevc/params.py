@@ -32,8 +32,6 @@ from .annexb import PPS_NUT, SPS_NUT, VPS_NUT, rbsp, split_nal_units_with_offset
 PATH = "hevc_payload"
 #: The largest value of a ue(v) syntax element (9.2).
 UE_MAX = 2**32 - 2
-#: At most this many SPS NAL units in one payload (a bound on the work, clause 10.1).
-MAX_SPS_UNITS = 16
 #: nal_unit_type 0..31 are VCL NAL units (Table 7-1).
 FIRST_NON_VCL_NUT = 32
 #: aspect_ratio_idc of an explicit sar_width/sar_height (Table E.1).
@@ -77,6 +75,11 @@ _REXT_PROFILES = (
     ("Main 4:4:4 Still Picture", (1, 1, 1, 0, 0, 0, 1, 1), _ANY),
     ("Main 4:4:4 16 Still Picture", (0, 0, 0, 0, 0, 0, 1, 1), _ANY),
 )
+
+
+def _signals(profile_idc: int, compatibility_flags: int, j: int) -> bool:
+    """general_profile_idc is j or general_profile_compatibility_flag[j] is 1 (A.3)."""
+    return profile_idc == j or bool((compatibility_flags >> (31 - j)) & 1)
 
 
 def _shown(value: int) -> str:
@@ -186,7 +189,7 @@ class ProfileTierLevel:
 
     def signals_profile(self, idc: int) -> bool:
         """general_profile_idc is idc or general_profile_compatibility_flag[idc] is 1."""
-        return self.general_profile_idc == idc or bool(self.profile_compatibility_flag(idc))
+        return _signals(self.general_profile_idc, self.general_profile_compatibility_flags, idc)
 
     @property
     def profile_name(self) -> str:
@@ -388,16 +391,12 @@ def _profile_tier_level(r: RbspReader, max_sub_layers_minus1: int) -> ProfileTie
                 "general_lower_bit_rate_constraint_flag")
         v.update(dict.fromkeys(rext, 0))
         idc, compat = v["general_profile_idc"], v["general_profile_compatibility_flags"]
-
-        def signalled(j: int) -> bool:
-            return idc == j or bool((compat >> (31 - j)) & 1)
-
         # 43 bits of constraint flags, whose meaning depends on the profile
-        if any(signalled(j) for j in range(4, 12)):
+        if any(_signals(idc, compat, j) for j in range(4, 12)):
             for name in rext:
                 v[name] = r.flag(name)
             r.skip(34, "general_reserved_zero_34bits")  # or max_14bit flag + 33 bits
-        elif signalled(2):
+        elif _signals(idc, compat, 2):
             r.skip(7, "general_reserved_zero_7bits")
             v["general_one_picture_only_constraint_flag"] = r.flag(
                 "general_one_picture_only_constraint_flag")
@@ -615,12 +614,9 @@ def _sps(r: RbspReader) -> SPS:
     if SUB_HEIGHT_C[chroma] * (v["conf_win_top_offset"] + v["conf_win_bottom_offset"]) >= height:
         r.fail("conf_win_bottom_offset", f"the conformance window shall be lower than "
                                          f"pic_height_in_luma_samples {height}")
-    bit_depth_luma = 8 + r.ue("bit_depth_luma_minus8", 8)
-    bit_depth_chroma = 8 + r.ue("bit_depth_chroma_minus8", 8)
-    v["bit_depth_luma_minus8"], v["bit_depth_chroma_minus8"] = bit_depth_luma - 8, \
-        bit_depth_chroma - 8
-    poc_lsb_bits = 4 + r.ue("log2_max_pic_order_cnt_lsb_minus4", 12)
-    v["log2_max_pic_order_cnt_lsb_minus4"] = poc_lsb_bits - 4
+    for name in ("bit_depth_luma_minus8", "bit_depth_chroma_minus8"):
+        v[name] = r.ue(name, 8)
+    v["log2_max_pic_order_cnt_lsb_minus4"] = r.ue("log2_max_pic_order_cnt_lsb_minus4", 12)
 
     ordering = v["sps_sub_layer_ordering_info_present_flag"] = r.flag(
         "sps_sub_layer_ordering_info_present_flag")
@@ -667,10 +663,10 @@ def _sps(r: RbspReader) -> SPS:
     if pcm:
         # PCM bit depths <= BitDepthY/C; Min(MinCbLog2SizeY, 5) <= Log2MinIpcmCbSizeY <=
         # Log2MaxIpcmCbSizeY <= Min(CtbLog2SizeY, 5)
-        v["pcm_sample_bit_depth_luma_minus1"] = r.u(4, "pcm_sample_bit_depth_luma_minus1",
-                                                    maximum=bit_depth_luma - 1)
-        v["pcm_sample_bit_depth_chroma_minus1"] = r.u(4, "pcm_sample_bit_depth_chroma_minus1",
-                                                      maximum=bit_depth_chroma - 1)
+        for name, bit_depth_minus8 in (
+                ("pcm_sample_bit_depth_luma_minus1", v["bit_depth_luma_minus8"]),
+                ("pcm_sample_bit_depth_chroma_minus1", v["bit_depth_chroma_minus8"])):
+            v[name] = r.u(4, name, maximum=bit_depth_minus8 + 7)
         pcm_min = 3 + r.ue("log2_min_pcm_luma_coding_block_size_minus3", min(ctb, 5) - 3,
                            min(min_cb, 5) - 3)
         v["log2_min_pcm_luma_coding_block_size_minus3"] = pcm_min - 3
@@ -686,7 +682,7 @@ def _sps(r: RbspReader) -> SPS:
     long_term = v["long_term_ref_pics_present_flag"] = r.flag("long_term_ref_pics_present_flag")
     v["num_long_term_ref_pics_sps"] = long_term and r.ue("num_long_term_ref_pics_sps", 32)
     for i in range(v["num_long_term_ref_pics_sps"]):
-        r.skip(poc_lsb_bits, f"lt_ref_pic_poc_lsb_sps[{i}]")
+        r.skip(v["log2_max_pic_order_cnt_lsb_minus4"] + 4, f"lt_ref_pic_poc_lsb_sps[{i}]")
         r.skip(1, f"used_by_curr_pic_lt_sps_flag[{i}]")
     v["sps_temporal_mvp_enabled_flag"] = r.flag("sps_temporal_mvp_enabled_flag")
     v["strong_intra_smoothing_enabled_flag"] = r.flag("strong_intra_smoothing_enabled_flag")
@@ -792,9 +788,6 @@ def parse_parameter_sets(payload: bytes) -> ParameterSets:
             r = RbspReader(rbsp(unit), offset=offset, path=f"{PATH}.vps[{len(vps)}]")
             vps.append((offset, _vps(r)))
         elif nal_unit_type == SPS_NUT:
-            if len(sps) == MAX_SPS_UNITS:
-                raise _violation(f"the HEVC payload shall hold at most {MAX_SPS_UNITS} SPS NAL "
-                                 f"units", offset, f"{PATH}.sps[{len(sps)}]")
             r = RbspReader(rbsp(unit), offset=offset, path=f"{PATH}.sps[{len(sps)}]")
             sps.append((offset, _sps(r)))
         elif nal_unit_type == PPS_NUT:

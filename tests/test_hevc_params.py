@@ -682,3 +682,25 @@ def test_mutated_hand_built_payloads(data):
 def test_mutated_libx265_payloads(data):
     base = encode(10, True, 16, 16, 1)[:120]   # the parameter sets and a slice start
     only_conformance_violations(mutated(base, data.draw))
+
+
+@pytest.mark.parametrize("qp", [0, 12, 22, 32, 42, 51])
+def test_slice_qp_is_the_requested_qp(qp):
+    """ipratio=1 keeps libx265 from coding I slices at QP - 3 (hevc-notes)."""
+    from refcodec.hevc import pyav
+    from refcodec.hevc.params import idr_slice_qps
+    pics = np.random.default_rng(qp).integers(0, 256, (3, 16, 24)).astype(np.uint16)
+    payload, _ = pyav.PyAVBackend().encode_pictures(pics, 8, qp, False, "ultrafast")
+    assert idr_slice_qps(payload) == [qp] * 3
+
+
+def test_slice_qp_reader_sees_the_ipratio_offset(monkeypatch):
+    """Without ipratio=1 the slice QP differs: the check above can fail."""
+    from refcodec.hevc import pyav
+    from refcodec.hevc.params import idr_slice_qps
+    plain = pyav.x265_params
+    monkeypatch.setattr(pyav, "x265_params",
+                        lambda qp, lossless: plain(qp, lossless).replace(":ipratio=1", ""))
+    pics = np.random.default_rng(0).integers(0, 256, (2, 16, 16)).astype(np.uint16)
+    payload, _ = pyav.PyAVBackend().encode_pictures(pics, 8, 22, False, "ultrafast")
+    assert idr_slice_qps(payload) == [19, 19]

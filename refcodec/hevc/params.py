@@ -874,3 +874,58 @@ def check_payload(payload: bytes, *, bit_depth: int, picture_width: int, picture
                               f"segments with first_slice_segment_in_pic_flag 1), got "
                               f"{sets.num_pictures}", 0, PATH, "10.6"))
     return out
+
+
+IDR_W_RADL, IDR_N_LP = 19, 20
+I_SLICE = 2
+
+
+def idr_slice_qps(payload: bytes) -> list[int | None]:
+    """SliceQpY (7.4.7.1: 26 + init_qp_minus26 + slice_qp_delta) of the first slice segment
+    of each picture, for IDR pictures with I slices; None for other pictures.
+
+    Reads slice_segment_header() (7.3.6.1) only as far as slice_qp_delta, which for an IDR
+    I slice that starts its picture needs no reference picture syntax.  Used to check that
+    the encoder's QP is the slice QP (clause A.3).
+    """
+    sps_by_id: dict[int, SPS] = {}
+    pps_by_id: dict[int, PPS] = {}
+    qps: list[int | None] = []
+    for offset, unit in split_nal_units_with_offsets(payload):
+        t = (unit[0] >> 1) & 0x3F
+        path = f"{PATH}.nal_unit"
+        if t == SPS_NUT:
+            s = _sps(RbspReader(rbsp(unit), offset=offset, path=path))
+            sps_by_id[s.sps_seq_parameter_set_id] = s
+        elif t == PPS_NUT:
+            p = _pps(RbspReader(rbsp(unit), offset=offset, path=path))
+            pps_by_id[p.pps_pic_parameter_set_id] = p
+        elif t < FIRST_NON_VCL_NUT and len(unit) > 2 and unit[2] & 0x80:
+            if t not in (IDR_W_RADL, IDR_N_LP):
+                qps.append(None)
+                continue
+            r = RbspReader(rbsp(unit), offset=offset, path=f"{path}.slice_segment_header")
+            r.flag("first_slice_segment_in_pic_flag")
+            r.flag("no_output_of_prior_pics_flag")
+            pps = pps_by_id.get(r.ue("slice_pic_parameter_set_id", 63))
+            sps = pps and sps_by_id.get(pps.pps_seq_parameter_set_id)
+            if sps is None:
+                r.fail("slice_pic_parameter_set_id", "slice_pic_parameter_set_id refers to no "
+                                                     "PPS/SPS before it")
+            r.skip(pps.num_extra_slice_header_bits, "slice_reserved_flag")
+            slice_type = r.ue("slice_type", 2)
+            if slice_type != I_SLICE:
+                qps.append(None)
+                continue
+            if pps.output_flag_present_flag:
+                r.flag("pic_output_flag")
+            if sps.separate_colour_plane_flag:
+                r.u(2, "colour_plane_id")
+            if sps.sample_adaptive_offset_enabled_flag:
+                r.flag("slice_sao_luma_flag")
+                if sps.chroma_format_idc != 0 and not sps.separate_colour_plane_flag:
+                    r.flag("slice_sao_chroma_flag")
+            delta = r.se("slice_qp_delta", -(26 + 48) - pps.init_qp_minus26,
+                         25 - pps.init_qp_minus26)
+            qps.append(26 + pps.init_qp_minus26 + delta)
+    return qps

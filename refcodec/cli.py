@@ -1,4 +1,4 @@
-"""The ``refcodec`` command line: encode, decode, info.
+"""The ``refcodec`` command line: encode, decode, info, verify.
 
 Errors print one line on stderr and exit non-zero, without a traceback:
 0 ok, 1 verification mismatch, 2 usage or bad input file, 3 bitstream error,
@@ -268,6 +268,13 @@ def cmd_info(args) -> int:
     return EXIT_OK
 
 
+def cmd_verify(args) -> int:
+    from .verify import verify
+    report = verify(read_input(Path(args.input)), source=args.input, decode=not args.no_decode)
+    print(report.to_json() if args.json else report.to_text())
+    return report.exit_code
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="refcodec", description="VFC feature codec reference software "
                      f"(format {FORMAT_VERSION})")
@@ -312,6 +319,14 @@ def build_parser() -> argparse.ArgumentParser:
     inf.add_argument("input")
     inf.add_argument("--json", action="store_true", help="machine-readable output")
     inf.set_defaults(func=cmd_info)
+
+    ver = sub.add_parser("verify", help="check a stream against every requirement of the spec; "
+                         "exit 0 conformant, 1 not conformant, 3 unreadable")
+    ver.add_argument("input")
+    ver.add_argument("--json", action="store_true", help="machine-readable report")
+    ver.add_argument("--no-decode", action="store_true",
+                     help="check the HEVC parameter sets but do not decode the payloads")
+    ver.set_defaults(func=cmd_verify)
     return parser
 
 

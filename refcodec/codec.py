@@ -276,28 +276,46 @@ def rebase(exc: ConformanceViolation, layer: Layer) -> ConformanceViolation:
                      path=f"layers[{layer.index}].{exc.path}")
 
 
-def decode_samples(layer: Layer, backend=None) -> np.ndarray:
-    """Decode a layer's HEVC payload to its (P, H, W) planes and check sample_md5."""
+def payload_violations(layer: Layer) -> list[ConformanceViolation]:
+    """Clause 10 violations of a layer's HEVC parameter sets, read before any decoding."""
+    h = layer.header
+    return [rebase(p, layer) for p in params.check_payload(
+        layer.hevc_payload, bit_depth=h.sample_bit_depth, picture_width=h.picture_width,
+        picture_height=h.picture_height, num_pictures=h.num_pictures)]
+
+
+def sample_md5_violation(layer: Layer, pictures: np.ndarray) -> ConformanceViolation | None:
+    """The clause 8.4.1 violation when the decoded planes do not match sample_md5."""
+    got = sample_md5(planes_md5(pictures, layer.header.sample_bit_depth))
+    if got == layer.sample_md5:
+        return None
+    return ConformanceViolation(
+        f"sample_md5 shall be the MD5 of the decoded planes: stored {layer.sample_md5.hex()}, "
+        f"decoded {got.hex()}", clause="8.4.1", offset=layer.payload_offset - 16,
+        path=f"layers[{layer.index}].sample_md5")
+
+
+def decode_pictures(layer: Layer, backend=None) -> np.ndarray:
+    """Decode a layer's HEVC payload to its (P, H, W) planes (count, size and format
+    checked against the header), without comparing sample_md5."""
     from .hevc import default_backend
     backend = backend or default_backend()
     h = layer.header
-    path = f"layers[{layer.index}].hevc_payload"
-    # clause 10 checks on the parameter sets, before FFmpeg allocates any picture
-    problems = params.check_payload(layer.hevc_payload, bit_depth=h.sample_bit_depth,
-                                    picture_width=h.picture_width,
-                                    picture_height=h.picture_height,
-                                    num_pictures=h.num_pictures)
+    return backend.decode_pictures(layer.hevc_payload, h.num_pictures, h.picture_height,
+                                   h.picture_width, h.sample_bit_depth,
+                                   offset=layer.payload_offset,
+                                   path=f"layers[{layer.index}].hevc_payload")
+
+
+def decode_samples(layer: Layer, backend=None) -> np.ndarray:
+    """Check the parameter sets, decode the payload and check sample_md5 (clauses 9.2, 10)."""
+    problems = payload_violations(layer)   # before FFmpeg allocates any picture
     if problems:
-        raise rebase(problems[0], layer)
-    pictures = backend.decode_pictures(layer.hevc_payload, h.num_pictures, h.picture_height,
-                                       h.picture_width, h.sample_bit_depth,
-                                       offset=layer.payload_offset, path=path)
-    got = sample_md5(planes_md5(pictures, h.sample_bit_depth))
-    if got != layer.sample_md5:
-        raise ConformanceViolation(
-            f"sample_md5 shall be the MD5 of the decoded planes: stored "
-            f"{layer.sample_md5.hex()}, decoded {got.hex()}", clause="8.4.1",
-            offset=layer.payload_offset - 16, path=f"layers[{layer.index}].sample_md5")
+        raise problems[0]
+    pictures = decode_pictures(layer, backend)
+    mismatch = sample_md5_violation(layer, pictures)
+    if mismatch:
+        raise mismatch
     return pictures
 
 

@@ -125,6 +125,8 @@ def _quantize_one(x: np.ndarray, qtype: int, p: ParamSet, bit_depth: int) -> np.
         v *= d / (hi - lo)
     else:
         span = np.log2((hi - lo) + 1.0)
+        if span == 0:   # max - min below binary64 resolution at 1: every q decodes to min
+            return np.zeros(x.shape, dtype=np.uint16)
         v += 1.0
         np.log2(v, out=v)
         v *= d / span

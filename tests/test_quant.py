@@ -109,8 +109,10 @@ def error_bound(qtype, p, depth, x):
     if qtype == quant.UNIFORM:
         return (hi - lo) / d / 2 * (1 + 1e-9) + 1e-6 * max(abs(lo), abs(hi))
     span = math.log2(hi - lo + 1)
-    # half a step in the log domain around x
-    return (x - lo + 1) * (2 ** (span / d / 2) - 1) * (1 + 1e-6) + 1e-6 * max(abs(lo), abs(hi))
+    # half a step in the log domain around x, plus the binary64 rounding of (x - min) + 1,
+    # which limits the log quantizer's resolution when max - min is small next to 1
+    return ((x - lo + 1) * (2 ** (span / d / 2) - 1) * (1 + 1e-6)
+            + 4 * np.finfo(np.float64).eps * (x - lo + 1) + 1e-6 * max(abs(lo), abs(hi)))
 
 
 @given(st.lists(st.floats(-1e4, 1e4, width=32), min_size=1, max_size=64),

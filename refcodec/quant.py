@@ -55,22 +55,23 @@ def dequantize(samples: np.ndarray, qtype: int, params: list[ParamSet], bit_dept
     """Dequantize integer samples laid out N x C x H x W.
 
     ``params`` holds one set (per tensor) or C sets (per channel, indexed by the source
-    channel index).  Samples above D never occur in a conforming stream; they are clipped
-    to D by the lookup and reported by the caller's range check.
+    channel index).  Samples are uint8 or uint16 below 2**bit_depth (a decoder's output
+    always is; anything else raises ValueError).
     """
     samples = np.asarray(samples)
-    out = np.empty(samples.shape, dtype=out_dtype)
-    top = (1 << bit_depth) - 1
-    if len(params) == 1:
-        table = output_table(qtype, params[0], bit_depth, out_dtype)
-        np.take(table, samples, out=out, mode="clip")
-        return out
-    if len(params) != samples.shape[1]:
+    if samples.dtype not in (np.uint8, np.uint16):
+        raise ValueError(f"samples shall be uint8 or uint16, got {samples.dtype}")
+    if len(params) not in (1, samples.shape[1]):
         raise ValueError(f"{len(params)} parameter sets for {samples.shape[1]} channels")
-    for c, p in enumerate(params):
-        table = output_table(qtype, p, bit_depth, out_dtype)
-        out[:, c] = np.take(table, np.minimum(samples[:, c], top))
-    return out
+    try:    # fancy indexing checks every sample against the table length 2**bit_depth
+        if len(params) == 1:
+            return output_table(qtype, params[0], bit_depth, out_dtype)[samples]
+        out = np.empty(samples.shape, dtype=out_dtype)
+        for c, p in enumerate(params):
+            out[:, c] = output_table(qtype, p, bit_depth, out_dtype)[samples[:, c]]
+        return out
+    except IndexError:
+        raise ValueError(f"samples shall be below 2**{bit_depth}") from None
 
 
 # ------------------------------------------------------------------------------------

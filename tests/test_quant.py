@@ -138,3 +138,11 @@ def test_integer_round_trip_exact(values, depth):
     y = quant.dequantize(quant.quantize(x, quant.INTEGER, params, depth), quant.INTEGER, params,
                          depth)
     assert np.array_equal(x, y)
+
+
+def test_dequantize_refuses_out_of_range_samples():
+    p = [QuantParams(min_value=0.0, max_value=1.0)]
+    with pytest.raises(ValueError, match="below 2\\*\\*10"):
+        quant.dequantize(np.full((1, 1, 1, 1), 1024, np.uint16), quant.UNIFORM, p, 10)
+    with pytest.raises(ValueError, match="uint8 or uint16"):
+        quant.dequantize(np.zeros((1, 1, 1, 1), np.int32), quant.UNIFORM, p, 10)

@@ -20,8 +20,8 @@ class Backend(Protocol):
 
     def decode_pictures(self, payload: bytes, num_pictures: int, height: int, width: int,
                         bit_depth: int) -> np.ndarray:
-        """Decode an Annex-B stream to (P, H, W) uint16 planes, checking count, size, bit
-        depth and chroma format against the expected values."""
+        """Decode an Annex-B stream to (P, H, W) planes (uint8 at 8-bit, else uint16),
+        checking count, size, bit depth and chroma format against the expected values."""
 
 
 def default_backend() -> Backend:

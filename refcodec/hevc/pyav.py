@@ -66,10 +66,16 @@ def encode_access_units(pictures: np.ndarray, bit_depth: int, qp: int, lossless:
     return units
 
 
-def decode_frames(payload: bytes) -> list:
+#: Frame threading pays off from about this many samples per picture (measured with
+#: tools/bench_codec.py on 2 cores: slower for 56x56 and below, faster for 224x224).
+FRAME_THREADS_MIN_SAMPLES = 112 * 112
+
+
+def decode_frames(payload: bytes, frame_threads: bool = False) -> list:
     """Bare FFmpeg: every frame of an Annex-B stream (the parser flushed)."""
     ctx = av.CodecContext.create("hevc", "r")
-    ctx.thread_type = "AUTO"
+    if frame_threads:
+        ctx.thread_type = "AUTO"
     packets = ctx.parse(payload) + ctx.parse(None)
     frames = []
     for packet in packets:
@@ -95,7 +101,7 @@ class PyAVBackend:
                         path: str = "hevc_payload") -> np.ndarray:
         want_fmt = PIX_FMT[bit_depth]
         try:
-            frames = decode_frames(payload)
+            frames = decode_frames(payload, height * width >= FRAME_THREADS_MIN_SAMPLES)
         except (av.error.DecoderNotFoundError, av.error.MemoryError) as exc:
             raise BackendError(f"the HEVC decoder failed: {exc}") from exc
         except av.error.FFmpegError as exc:
@@ -106,7 +112,8 @@ class PyAVBackend:
             raise ConformanceViolation(
                 f"the HEVC payload shall decode to {num_pictures} pictures, got {len(frames)}",
                 clause="10.6", offset=offset, path=path)
-        out = np.empty((num_pictures, height, width), dtype=np.uint16)
+        out = np.empty((num_pictures, height, width),
+                       dtype=np.uint8 if bit_depth == 8 else np.uint16)
         for i, frame in enumerate(frames):
             fmt = frame.format.name
             if fmt != want_fmt:

@@ -26,6 +26,10 @@ from .records import Layer, LayerHeader, QuantParams, SkippedUnit, Stream, Strea
 #: Significand precision (bits, including the implicit one) of each source dtype: the
 #: integer quantizer's values must be exact in it (clause 8.3.7).
 DTYPE_PRECISION = {SourceDtype.FLOAT32: 24, SourceDtype.FLOAT16: 11, SourceDtype.BFLOAT16: 8}
+#: Largest finite value of each source dtype: the uniform and log quantizers' bounds shall
+#: not exceed it in magnitude (clause 8.3.7), or their output would overflow to infinity.
+DTYPE_MAX = {SourceDtype.FLOAT32: 3.4028234663852886e38, SourceDtype.FLOAT16: 65504.0,
+             SourceDtype.BFLOAT16: 3.3895313892515355e38}
 
 
 class Checker:
@@ -284,7 +288,7 @@ class _Reader:
                               f"{path}.unit_type")
                 lpath = f"layers[{len(layers)}]"
                 if length < 16:
-                    self.stop(SyntaxViolation, "8.4.1",
+                    self.stop(SyntaxViolation, "8.2.4",
                               f"layer_data() needs at least 16 bytes, got {length}",
                               payload_pos, f"{lpath}.sample_md5")
                 if length == 16:
@@ -391,8 +395,8 @@ class _Reader:
         def at_full(name):
             return base + _field_offset(syntax.layer_header, full, name)
 
-        def fail_full(cls, clause, message, name, sub=""):
-            self.fail(cls, clause, message, at_full(name), f"{path}.{name}{sub}")
+        def fail_full(cls, clause, message, name, sub="", delta=0):
+            self.fail(cls, clause, message, at_full(name) + delta, f"{path}.{name}{sub}")
 
         def stop_full(cls, clause, message, name, sub=""):
             self.stop(cls, clause, message, at_full(name), f"{path}.{name}{sub}")
@@ -406,31 +410,34 @@ class _Reader:
         dtype = SourceDtype(full.source_dtype)
         depth = full.sample_bit_depth
         params = []
+        set_size = 4 if qtype == QuantizerType.INTEGER else 8
+        largest = DTYPE_MAX[dtype]
         for i, p in enumerate(full.quant_params):
-            sub = f"[{i}]"
+            sub, delta = f"[{i}]", i * set_size
             if qtype == QuantizerType.INTEGER:
                 off = p.offset_value
                 limit = 1 << DTYPE_PRECISION[dtype]
                 if not math.isfinite(off) or off != math.floor(off):
                     fail_full(ConformanceViolation, "8.3.7",
                               f"offset_value shall be a finite integer, got {off!r}",
-                              "quant_params", sub + ".offset_value")
+                              "quant_params", sub + ".offset_value", delta)
                 elif off < -limit or off + (1 << depth) - 1 > limit:
                     fail_full(ConformanceViolation, "8.3.7",
                               f"offset_value..offset_value+{(1 << depth) - 1} shall lie in "
                               f"-{limit}..{limit} for {dtype.name.lower()}, got {off!r}",
-                              "quant_params", sub + ".offset_value")
+                              "quant_params", sub + ".offset_value", delta)
                 params.append(QuantParams(offset_value=off))
             else:
                 lo, hi = p.min_value, p.max_value
-                if not (math.isfinite(lo) and math.isfinite(hi)):
+                if not (abs(lo) <= largest and abs(hi) <= largest):
                     fail_full(ConformanceViolation, "8.3.7",
-                              f"min_value and max_value shall be finite, got {lo!r}, {hi!r}",
-                              "quant_params", sub)
+                              f"min_value and max_value shall be finite in "
+                              f"{dtype.name.lower()} (magnitude at most {largest!r}), got "
+                              f"{lo!r}, {hi!r}", "quant_params", sub, delta)
                 elif lo > hi:
                     fail_full(ConformanceViolation, "8.3.7",
                               f"min_value shall not exceed max_value, got {lo!r} > {hi!r}",
-                              "quant_params", sub)
+                              "quant_params", sub, delta)
                 params.append(QuantParams(min_value=lo, max_value=hi))
 
         perm = None
@@ -443,7 +450,7 @@ class _Reader:
                               f"channel_permutation shall be a permutation of "
                               f"0..{full.num_channels - 1}, entry {i} is {k}"
                               + (" (repeated)" if k < full.num_channels else ""),
-                              "channel_permutation", f"[{i}]")
+                              "channel_permutation", f"[{i}]", 4 * i)
                     break
                 seen[k] = 1
 

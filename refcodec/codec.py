@@ -150,8 +150,7 @@ def planes_md5(pictures: np.ndarray, bit_depth: int) -> list[bytes]:
     """H.265 picture_md5 of each plane: samples in raster order, one byte each at 8-bit,
     two bytes little-endian otherwise (clause 8.4.1)."""
     dtype = np.uint8 if bit_depth == 8 else np.dtype("<u2")
-    return [hashlib.md5(np.ascontiguousarray(p, dtype=dtype).tobytes()).digest()
-            for p in pictures]
+    return [hashlib.md5(np.ascontiguousarray(p, dtype=dtype)).digest() for p in pictures]
 
 
 def sample_md5(picture_md5s: list[bytes]) -> bytes:
@@ -196,10 +195,12 @@ def _layer_header(name, x: np.ndarray, dtype: SourceDtype, cfg: EncoderConfig,
         pad_bottom=pad_b, pad_right=pad_r)
 
 
-def choose_level(headers: list[LayerHeader]) -> Level:
-    """The lowest level whose limits every layer satisfies."""
+def choose_level(headers: list[LayerHeader], payload_sizes: list[int]) -> Level:
+    """The lowest level whose limits every layer satisfies; ``payload_sizes`` are the
+    lengths of the layers' hevc_payloads."""
     for level in LEVELS.values():
         if len(headers) <= level.max_layers and all(
+                16 + size <= level.max_unit_payload for size in payload_sizes) and all(
                 h.num_elements <= level.max_layer_elements
                 and h.num_channels <= level.max_num_channels
                 and h.num_pictures <= level.max_pictures
@@ -255,7 +256,7 @@ def encode(tensors, config: EncoderConfig | Mapping[str, EncoderConfig] | None =
                 raise BackendError(f"layer {name!r}: the decoded pictures do not match "
                                    f"libx265's picture hashes")
         coded.append((header, sample_md5(hashes), payload))
-    level = choose_level(headers)
+    level = choose_level(headers, [len(payload) for _, _, payload in coded])
     stream_header = StreamHeader(VERSION_MAJOR, VERSION_MINOR, int(Profile.MAIN),
                                  level.level_idc, len(coded))
     return bitstream.build_stream(stream_header, coded)

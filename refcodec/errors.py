@@ -5,7 +5,7 @@ spec clause it enforces (``clause``), the byte offset in the bitstream where the
 problem was found (``offset``, or ``None`` when it has no position) and the
 syntax path of the offending element (``path``).  The message format is fixed::
 
-    [7.3.2] sample_bit_depth shall be 8, 10 or 12, got 9 (byte 41, layers[0].sample_bit_depth)
+    [8.3.5] sample_bit_depth shall be 8, 10 or 12, got 9 (byte 53, layers[0].sample_bit_depth)
 """
 
 from __future__ import annotations

@@ -411,7 +411,7 @@ def layer_headers(draw):
         if qtype == QuantizerType.INTEGER:
             top = limit - ((1 << depth) - 1)
             return QuantParams(offset_value=float(draw(st.integers(-limit, top))))
-        a, b = sorted([draw(st.floats(-1e6, 1e6, width=32)), draw(st.floats(-1e6, 1e6, width=32))])
+        a, b = sorted([draw(st.floats(-6e4, 6e4, width=32)), draw(st.floats(-6e4, 6e4, width=32))])
         return QuantParams(min_value=a, max_value=b)
 
     tiled = draw(st.booleans())
@@ -482,3 +482,29 @@ def test_mutated_streams_only_raise_bitstream_errors(data):
     checker = Checker(collect=True)
     parse_stream(blob, checker=checker)
     assert all(isinstance(v, BitstreamError) for v in checker.violations)
+
+
+def test_array_entry_offsets():
+    h = header(num_channels=3, per_channel_quant_flag=True,
+               quant_params=(QuantParams(min_value=0.0, max_value=1.0),
+                             QuantParams(min_value=0.0, max_value=1.0),
+                             QuantParams(min_value=3.0, max_value=1.0)),
+               channel_permutation=(0, 1, 1))
+    checker = Checker(collect=True)
+    parse_stream(stream(h), checker=checker)
+    qp, perm = checker.violations
+    raw = bitstream.build_layer_header(h)
+    qp_start = LH_PAYLOAD + 1 + 5 + 2 + 16 + 2 + 1
+    assert (qp.path, qp.offset) == ("layers[0].quant_params[2]", qp_start + 16)
+    assert raw[qp.offset - LH_PAYLOAD:][:4] == struct.pack(">f", 3.0)
+    assert (perm.path, perm.offset) == ("layers[0].channel_permutation[2]", qp_start + 24 + 8)
+    assert raw[perm.offset - LH_PAYLOAD:][:4] == struct.pack(">I", 1)
+
+
+def test_bounds_finite_in_source_dtype():
+    h = header(source_dtype=SourceDtype.FLOAT16,
+               quant_params=(QuantParams(min_value=0.0, max_value=1e10),))
+    err = error_of(stream(h))
+    assert err.clause == "8.3.7" and "float16 (magnitude at most 65504.0)" in str(err)
+    parse_stream(stream(dataclasses.replace(h, quant_params=(QuantParams(min_value=-65504.0,
+                                                                         max_value=65504.0),))))

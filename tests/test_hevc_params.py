@@ -502,10 +502,13 @@ def test_conformance_window_gives_the_output_size():
     s = parse_parameter_sets(data).sps[0][1]
     assert (s.output_width, s.output_height) == (60, 46)
     expected = dict(bit_depth=8, picture_width=60, picture_height=46, num_pictures=2)
-    assert check_payload(data, **expected) == []
-    found = check_payload(data, **{**expected, "picture_width": 64, "picture_height": 48})
+    found = check_payload(data, **expected)   # clause 10.5 allows no conformance window
     assert clauses(found) == ["10.5"]
-    assert found[0].message == "the output picture size shall be 64x48, got 60x46"
+    assert found[0].message == "conformance_window_flag shall be 0, got 1"
+    assert found[0].path == "hevc_payload.sps[0].conformance_window_flag"
+    found = check_payload(hand_payload(sps()), **{**expected, "picture_width": 60})
+    assert clauses(found) == ["10.5"]
+    assert found[0].message == "the output picture size shall be 60x46, got 64x48"
     # 4:2:0 counts the offsets in chroma samples (SubWidthC = SubHeightC = 2)
     s = parse_parameter_sets(hand_payload(sps(chroma_format_idc=1, window=(1, 3, 0, 2)))) \
         .sps[0][1]

@@ -774,6 +774,10 @@ def parse_parameter_sets(payload: bytes) -> ParameterSets:
         if unit[1] & 0x07 == 0:
             raise _violation("nuh_temporal_id_plus1 shall not be 0", offset,
                              f"{where}.nuh_temporal_id_plus1")
+        nuh_layer_id = ((unit[0] & 1) << 5) | (unit[1] >> 3)
+        if nuh_layer_id:
+            raise _violation(f"nuh_layer_id shall be 0 (one HEVC layer), got {nuh_layer_id}",
+                             offset, f"{where}.nuh_layer_id")
         nal_unit_type = (unit[0] >> 1) & 0x3F
         if nal_unit_type < FIRST_NON_VCL_NUT:
             # The first bit of slice_segment_header() (7.3.6.1); the payload byte after a
@@ -852,8 +856,12 @@ def check_payload(payload: bytes, *, bit_depth: int, picture_width: int, picture
             out.append(_violation(f"bit_depth_luma_minus8 + 8 shall be {bit_depth}, got "
                                   f"{sps.bit_depth}", offset, f"{path}.bit_depth_luma_minus8",
                                   "10.4"))
-        # 10.5: the layer's picture size after the conformance window
-        if (sps.output_width, sps.output_height) != (picture_width, picture_height):
+        # 10.5: the layer's picture size, with no conformance window (so that the decoded
+        # picture hash of H.265, computed before cropping, is the sample_md5 input)
+        if sps.conformance_window_flag:
+            out.append(_violation("conformance_window_flag shall be 0, got 1", offset,
+                                  f"{path}.conformance_window_flag", "10.5"))
+        elif (sps.output_width, sps.output_height) != (picture_width, picture_height):
             out.append(_violation(f"the output picture size shall be {picture_width}x"
                                   f"{picture_height}, got {sps.output_width}x"
                                   f"{sps.output_height}", offset, path, "10.5"))

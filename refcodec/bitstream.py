@@ -90,7 +90,8 @@ def _layer_header_fields(h: LayerHeader) -> dict:
                          channel_permutation_flag=h.channel_permutation is not None,
                          reserved_zero_6bits=0),
         quant_params=params,
-        channel_permutation=list(h.channel_permutation) if h.channel_permutation is not None else None,
+        channel_permutation=(list(h.channel_permutation)
+                             if h.channel_permutation is not None else None),
         packing_type=int(h.packing_type),
         tile_grid=dict(tile_rows=h.tile_rows, tile_cols=h.tile_cols)
         if h.packing_type == PackingType.TILED else None,
@@ -294,7 +295,8 @@ class _Reader:
                 if length == 16:
                     self.fail(ConformanceViolation, "8.4.2", "hevc_payload shall not be empty",
                               payload_pos + 16, f"{lpath}.hevc_payload")
-                layers.append(Layer(index=len(layers), header=pending[0], sample_md5=bytes(payload[:16]),
+                layers.append(Layer(index=len(layers), header=pending[0],
+                                    sample_md5=bytes(payload[:16]),
                                     hevc_payload=bytes(payload[16:]),
                                     header_offset=pending[1], data_offset=pos,
                                     payload_offset=payload_pos + 16))

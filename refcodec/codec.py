@@ -341,7 +341,8 @@ def decode(data: bytes, *, layers: Sequence[str] | None = None, backend=None,
     stream = read_headers(data, limits=limits)
     wanted = None if layers is None else list(layers)
     if wanted is not None:
-        missing = [n for n in wanted if n not in {l.header.layer_id for l in stream.layers}]
+        present = {layer.header.layer_id for layer in stream.layers}
+        missing = [n for n in wanted if n not in present]
         if missing:
             raise KeyError(f"the stream has no layer {missing[0]!r}")
     out = {}

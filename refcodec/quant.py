@@ -82,7 +82,8 @@ def _check_finite(x: np.ndarray) -> None:
     if not np.isfinite(x).all():
         bad = np.argwhere(~np.isfinite(x))[0]
         raise QuantizerInputError(
-            f"the tensor holds a non-finite value ({float(x[tuple(bad)])!r} at index {tuple(bad.tolist())})")
+            f"the tensor holds a non-finite value ({float(x[tuple(bad)])!r} at index "
+            f"{tuple(bad.tolist())})")
 
 
 def choose_params(x: np.ndarray, qtype: int, bit_depth: int, per_channel: bool) -> list[ParamSet]:

@@ -181,7 +181,8 @@ def test_unknown_critical_unit_refused():
     data = stream(extra_units=[(9, b"future", False)])
     err = error_of(data)
     assert isinstance(err, UnsupportedFeature)
-    assert str(err) == "[8.2.1] unit_type 9 is unknown and not skippable (byte 20, units[0].unit_type)"
+    assert str(err) == ("[8.2.1] unit_type 9 is unknown and not skippable "
+                        "(byte 20, units[0].unit_type)")
 
 
 def test_unknown_skippable_unit_skipped():
@@ -273,7 +274,8 @@ def test_layer_header_checks(field, value, clause, cls):
 
 
 def test_integer_quantizer_offset_checks():
-    ok = header(quantizer_type=QuantizerType.INTEGER, quant_params=(QuantParams(offset_value=-5.0),))
+    ok = header(quantizer_type=QuantizerType.INTEGER,
+                quant_params=(QuantParams(offset_value=-5.0),))
     parse_stream(stream(ok))
     frac = dataclasses.replace(ok, quant_params=(QuantParams(offset_value=0.5),))
     assert error_of(stream(frac)).clause == "8.3.7"
@@ -315,7 +317,8 @@ def test_layer_header_trailing_bytes():
 def test_layer_header_truncated_payload():
     sh = StreamHeader(1, 0, 1, 10, 1)
     data = (bitstream.build_stream_header(sh)
-            + bitstream.build_unit(UnitType.LAYER_HEADER, bitstream.build_layer_header(header())[:-3])
+            + bitstream.build_unit(UnitType.LAYER_HEADER,
+                                   bitstream.build_layer_header(header())[:-3])
             + bitstream.build_unit(UnitType.LAYER_DATA, MD5 + PAYLOAD)
             + bitstream.build_unit(UnitType.END_OF_STREAM, b""))
     err = error_of(data)
@@ -441,8 +444,8 @@ def test_build_parse_round_trip(headers):
         return   # lone surrogates are not UTF-8; the encoder refuses them earlier
     s = parse_stream(data)
     assert [layer.header for layer in s.layers] == headers
-    assert bitstream.build_stream(s.header, [(l.header, l.sample_md5, l.hevc_payload)
-                                             for l in s.layers]) == data
+    assert bitstream.build_stream(s.header, [(x.header, x.sample_md5, x.hevc_payload)
+                                             for x in s.layers]) == data
 
 
 @given(st.binary(max_size=300))
@@ -459,7 +462,8 @@ def test_arbitrary_bytes_only_raise_bitstream_errors(data):
 @settings(max_examples=500)
 def test_mutated_streams_only_raise_bitstream_errors(data):
     base = bytearray(stream(header(), header(layer_id="b", per_channel_quant_flag=True,
-                                             quant_params=(QuantParams(min_value=0.0, max_value=1.0),) * 3,
+                                             quant_params=(QuantParams(min_value=0.0,
+                                                                       max_value=1.0),) * 3,
                                              channel_permutation=(2, 0, 1))))
     for _ in range(data.draw(st.integers(1, 4))):
         pos = data.draw(st.integers(0, len(base) - 1))

@@ -58,7 +58,7 @@ def test_npz_options_and_layer_selection(work, capsys):
                        "--preset", "ultrafast", "-q")
     assert code == 0, err
     info = json.loads(run(capsys, "info", work / "m.vfc", "--json")[1])
-    assert [l["layer_id"] for l in info["layers"]] == ["conv1", "pool5"]
+    assert [e["layer_id"] for e in info["layers"]] == ["conv1", "pool5"]
     assert info["layers"][1]["source_dtype"] == "float16"
     assert info["layers"][1]["tile_rows"] == 2 and len(info["layers"][1]["quant_params"]) == 8
     code, _, _ = run(capsys, "decode", work / "m.vfc", "-o", work / "m.npz")

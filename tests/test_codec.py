@@ -249,7 +249,8 @@ def test_config_errors(kwargs, message):
 
 
 @pytest.mark.parametrize("tensor,message", [
-    (np.zeros((2, 3, 4), np.float32), "a tensor shall have 4 dimensions (NCHW), got shape (2, 3, 4)"),
+    (np.zeros((2, 3, 4), np.float32),
+     "a tensor shall have 4 dimensions (NCHW), got shape (2, 3, 4)"),
     (np.zeros((1, 0, 4, 4), np.float32), "the tensor is empty (1, 0, 4, 4)"),
     (np.zeros((1, 1, 4, 4), np.float64), "dtype float64 is not a source dtype"),
     (np.full((1, 1, 4, 4), np.nan, np.float32), "non-finite value (nan at index (0, 0, 0, 0))"),
@@ -268,7 +269,8 @@ def test_channel_packing_too_small_refused():
 
 def test_bad_permutation_refused():
     with pytest.raises(EncoderInputError, match="permutation of 0..2"):
-        refcodec.encode(np.zeros((1, 3, 16, 16), np.float32), EncoderConfig(channel_order=(0, 1, 1)))
+        refcodec.encode(np.zeros((1, 3, 16, 16), np.float32),
+                        EncoderConfig(channel_order=(0, 1, 1)))
 
 
 def test_layer_id_rules():

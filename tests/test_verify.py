@@ -41,7 +41,7 @@ def rebuild(data, change_header=None, change_layer=None):
 def test_conformant(good):
     r = verify(good, source="good.vfc")
     assert r.conformant and r.exit_code == 0
-    assert [l.sample_md5_match for l in r.layers] == [True, True]
+    assert [layer.sample_md5_match for layer in r.layers] == [True, True]
     assert r.to_text() == "good.vfc: conformant (VFC 1.0, 2 layer(s), all sample checksums match)"
 
 
@@ -84,7 +84,7 @@ def test_truncated_is_reported_not_raised(good):
 
 def test_no_decode_mode(good):
     r = verify(good, decode=False)
-    assert r.conformant and not any(l.decoded for l in r.layers)
+    assert r.conformant and not any(layer.decoded for layer in r.layers)
 
 
 def test_cli_verify_json_and_exit_codes(good, tmp_path, capsys):

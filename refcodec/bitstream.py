@@ -127,6 +127,12 @@ def build_stream(header: StreamHeader, layers: list[tuple[LayerHeader, bytes, by
 # Reading
 # ----------------------------------------------------------------------------------------
 
+#: The leading fields of layer_header() that limits and array sizes depend on: parsed and
+#: checked before the arrays are read.
+_LAYER_HEADER_FIXED = construct.Struct(*[sc for sc in syntax.layer_header.subcons
+                                         if sc.name in syntax.LAYER_HEADER_FIXED_FIELDS])
+
+
 def _field_offset(struct: construct.Struct, parsed, name: str) -> int:
     """Offset of field ``name`` inside a parsed structure, found by re-building the fields
     before it (only used to locate an error)."""
@@ -337,8 +343,7 @@ class _Reader:
 
     def read_layer_header(self, payload: bytes, base: int, path: str) -> LayerHeader:
         lvl = self.level
-        fixed_struct = construct.Struct(*[sc for sc in syntax.layer_header.subcons
-                                          if sc.name in syntax.LAYER_HEADER_FIXED_FIELDS])
+        fixed_struct = _LAYER_HEADER_FIXED
         c, _ = self._parse(fixed_struct, payload, base, path, "layer_header()")
 
         def at(name):

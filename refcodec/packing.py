@@ -33,11 +33,8 @@ class Layout:
 
     @classmethod
     def of(cls, header) -> "Layout":
-        """The layout a LayerHeader describes."""
-        from .enums import PadMode
-        return cls(header.batch_size, header.num_channels, header.height, header.width,
-                   header.tile_rows, header.tile_cols, header.pad_bottom, header.pad_right,
-                   header.pad_mode == PadMode.REPLICATE, header.channel_permutation)
+        """The layout a LayerHeader describes (its ``layout`` attribute)."""
+        return header.layout
 
     @property
     def tiles(self) -> int:

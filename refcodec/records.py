@@ -8,10 +8,11 @@ values (clause 8.3.14) are properties, never stored.
 from __future__ import annotations
 
 import dataclasses
-import math
+import functools
 
 from .enums import (PackingType, PadMode, PayloadCodec, QuantizerType, SourceDtype,
                     SourceLayout)
+from .packing import Layout
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,6 +60,13 @@ class LayerHeader:
     payload_codec: PayloadCodec = PayloadCodec.HEVC
 
     # ---- derived variables (clause 8.3.14) ----
+    @functools.cached_property
+    def layout(self) -> Layout:
+        """The picture geometry of the layer (packing.Layout holds its formulas)."""
+        return Layout(self.batch_size, self.num_channels, self.height, self.width,
+                      self.tile_rows, self.tile_cols, self.pad_bottom, self.pad_right,
+                      self.pad_mode == PadMode.REPLICATE, self.channel_permutation)
+
     @property
     def shape(self) -> tuple[int, int, int, int]:
         """The tensor shape in the source layout."""
@@ -77,27 +85,27 @@ class LayerHeader:
 
     @property
     def coded_tile_height(self) -> int:
-        return self.height + self.pad_bottom
+        return self.layout.tile_height
 
     @property
     def coded_tile_width(self) -> int:
-        return self.width + self.pad_right
+        return self.layout.tile_width
 
     @property
     def tiles_per_picture(self) -> int:
-        return self.tile_rows * self.tile_cols
+        return self.layout.tiles
 
     @property
     def picture_height(self) -> int:
-        return self.tile_rows * self.coded_tile_height
+        return self.layout.picture_shape[0]
 
     @property
     def picture_width(self) -> int:
-        return self.tile_cols * self.coded_tile_width
+        return self.layout.picture_shape[1]
 
     @property
     def num_pictures(self) -> int:
-        return math.ceil(self.num_slots / self.tiles_per_picture)
+        return self.layout.num_pictures
 
     @property
     def max_sample_value(self) -> int:

@@ -11,26 +11,18 @@ can be found without losing sync with the syntax.
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 import zlib
 import construct
 
 from . import syntax
-from .enums import (ALLOWED_BIT_DEPTHS, LEVELS, Level, PackingType, PadMode, PayloadCodec,
-                    Profile, QuantizerType, SourceDtype, SourceLayout, UnitType)
+from .enums import (ALLOWED_BIT_DEPTHS, DTYPE_INFO, LEVELS, Level, PackingType, PadMode,
+                    PayloadCodec, Profile, QuantizerType, SourceDtype, SourceLayout, UnitType)
 from .errors import (BitstreamError, ConformanceViolation, SyntaxViolation,
                      UnsupportedFeature)
 from .records import Layer, LayerHeader, QuantParams, SkippedUnit, Stream, StreamHeader
-
-#: Significand precision (bits, including the implicit one) of each source dtype: the
-#: integer quantizer's values must be exact in it (clause 8.3.7).
-DTYPE_PRECISION = {SourceDtype.FLOAT32: 24, SourceDtype.FLOAT16: 11, SourceDtype.BFLOAT16: 8}
-#: Largest finite value of each source dtype: the uniform and log quantizers' bounds shall
-#: not exceed it in magnitude (clause 8.3.7), or their output would overflow to infinity.
-DTYPE_MAX = {SourceDtype.FLOAT32: 3.4028234663852886e38, SourceDtype.FLOAT16: 65504.0,
-             SourceDtype.BFLOAT16: 3.3895313892515355e38}
-
 
 class Checker:
     """Receives violations.  The default raises the first one."""
@@ -346,6 +338,7 @@ class _Reader:
         fixed_struct = _LAYER_HEADER_FIXED
         c, _ = self._parse(fixed_struct, payload, base, path, "layer_header()")
 
+        @functools.cache
         def at(name):
             return base + _field_offset(fixed_struct, c, name)
 
@@ -399,6 +392,7 @@ class _Reader:
         # --- the whole structure ---
         full, consumed = self._parse(syntax.layer_header, payload, base, path, "layer_header()")
 
+        @functools.cache     # one re-build per field, however many violations it has
         def at_full(name):
             return base + _field_offset(syntax.layer_header, full, name)
 
@@ -418,12 +412,12 @@ class _Reader:
         depth = full.sample_bit_depth
         params = []
         set_size = 4 if qtype == QuantizerType.INTEGER else 8
-        largest = DTYPE_MAX[dtype]
+        largest = DTYPE_INFO[dtype].max_finite
         for i, p in enumerate(full.quant_params):
             sub, delta = f"[{i}]", i * set_size
             if qtype == QuantizerType.INTEGER:
                 off = p.offset_value
-                limit = 1 << DTYPE_PRECISION[dtype]
+                limit = 1 << DTYPE_INFO[dtype].precision
                 if not math.isfinite(off) or off != math.floor(off):
                     fail_full(ConformanceViolation, "8.3.7",
                               f"offset_value shall be a finite integer, got {off!r}",
@@ -493,6 +487,11 @@ class _Reader:
             stop_full(ConformanceViolation, "11.2",
                       f"the layer needs {num_pictures} pictures, more than the "
                       f"{lvl.max_pictures} of level {lvl.level_idc}", "packing_type")
+        if num_pictures * pic_h * pic_w > lvl.max_layer_samples:
+            stop_full(ConformanceViolation, "11.2",
+                      f"the layer decodes to {num_pictures} pictures of {pic_w}x{pic_h} = "
+                      f"{num_pictures * pic_h * pic_w} samples, more than the "
+                      f"{lvl.max_layer_samples} of level {lvl.level_idc}", "packing_type")
         if full.payload_codec not in PayloadCodec.__members__.values():
             stop_full(UnsupportedFeature, "8.3.11",
                       f"payload_codec {full.payload_codec} is reserved", "payload_codec")

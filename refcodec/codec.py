@@ -16,7 +16,7 @@ import numpy as np
 
 from . import bitstream, packing, quant
 from .hevc import params
-from .enums import (ALLOWED_BIT_DEPTHS, LEVELS, Level, PackingType, PadMode, Profile,
+from .enums import (ALLOWED_BIT_DEPTHS, DTYPE_INFO, LEVELS, Level, PackingType, PadMode, Profile,
                     QuantizerType, SourceDtype, SourceLayout)
 from .errors import BackendError, ConformanceViolation, EncoderInputError
 from .records import Layer, LayerHeader, Stream, StreamHeader
@@ -206,6 +206,8 @@ def choose_level(headers: list[LayerHeader], payload_sizes: list[int]) -> Level:
                 and h.num_pictures <= level.max_pictures
                 and max(h.picture_width, h.picture_height) <= level.max_picture_size
                 and h.picture_width * h.picture_height <= level.max_picture_samples
+                and h.num_pictures * h.picture_width * h.picture_height
+                <= level.max_layer_samples
                 for h in headers):
             return level
     raise EncoderInputError("the tensors exceed the limits of every level (clause 11.2): "
@@ -239,7 +241,8 @@ def encode(tensors, config: EncoderConfig | Mapping[str, EncoderConfig] | None =
             x = x.transpose(0, 3, 1, 2)
         qtype = quant.QUANTIZER_NAMES[cfg.quantizer]
         try:
-            params = quant.choose_params(x, qtype, cfg.bit_depth, cfg.per_channel)
+            params = quant.choose_params(x, qtype, cfg.bit_depth, cfg.per_channel,
+                                         DTYPE_INFO[dtype].precision)
             samples = quant.quantize(x, qtype, params, cfg.bit_depth)
         except quant.QuantizerInputError as exc:
             raise EncoderInputError(f"layer {name!r}: {exc}") from None

@@ -70,6 +70,23 @@ ALLOWED_BIT_DEPTHS = (8, 10, 12)
 
 
 @dataclasses.dataclass(frozen=True)
+class DtypeInfo:
+    """Facts about a source dtype used by clauses 8.3.7 and 12.3."""
+
+    precision: int        # significand bits, including the implicit one
+    min_exponent: int     # exponent of the smallest normal number
+    max_finite: float     # largest finite value
+    itemsize: int         # bytes per element
+
+
+DTYPE_INFO = {
+    SourceDtype.FLOAT32: DtypeInfo(24, -126, 3.4028234663852886e38, 4),
+    SourceDtype.FLOAT16: DtypeInfo(11, -14, 65504.0, 2),
+    SourceDtype.BFLOAT16: DtypeInfo(8, -126, 3.3895313892515355e38, 2),
+}
+
+
+@dataclasses.dataclass(frozen=True)
 class Level:
     """The limits of one level (clause 11.2).  A decoder may refuse anything beyond them
     before it allocates memory for it."""
@@ -81,14 +98,15 @@ class Level:
     max_pictures: int             # pictures in one layer's HEVC payload
     max_picture_size: int         # picture width and height, in samples
     max_picture_samples: int      # width * height of one picture
+    max_layer_samples: int        # decoded samples of one layer: pictures * width * height
     max_unit_payload: int         # len_unit_payload, bytes
 
 
 LEVELS = {
     10: Level(10, max_layers=16, max_layer_elements=1 << 24, max_num_channels=4096,
               max_pictures=1 << 16, max_picture_size=4096, max_picture_samples=1 << 22,
-              max_unit_payload=1 << 28),
+              max_layer_samples=1 << 26, max_unit_payload=1 << 28),
     20: Level(20, max_layers=256, max_layer_elements=1 << 28, max_num_channels=65536,
               max_pictures=1 << 20, max_picture_size=8192, max_picture_samples=1 << 25,
-              max_unit_payload=1 << 31),
+              max_layer_samples=1 << 30, max_unit_payload=1 << 31),
 }

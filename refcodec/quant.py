@@ -86,9 +86,15 @@ def _check_finite(x: np.ndarray) -> None:
             f"{tuple(bad.tolist())})")
 
 
-def choose_params(x: np.ndarray, qtype: int, bit_depth: int, per_channel: bool) -> list[ParamSet]:
+def choose_params(x: np.ndarray, qtype: int, bit_depth: int, per_channel: bool,
+                  precision: int = 24) -> list[ParamSet]:
     """Parameter sets for tensor ``x`` (N x C x H x W, float32): its exact min and max (per
-    tensor or per channel); for the integer quantizer the minimum is the offset."""
+    tensor or per channel).
+
+    For the integer quantizer the offset is the minimum, lowered where needed so that
+    offset..offset + D stays within -2**precision..2**precision (clause 8.3.7: every value
+    the decoder can produce is exact in a source dtype with that significand precision).
+    """
     _check_finite(x)
     if per_channel:
         lo = x.min(axis=(0, 2, 3)).astype(np.float32)
@@ -104,7 +110,14 @@ def choose_params(x: np.ndarray, qtype: int, bit_depth: int, per_channel: bool) 
                 raise QuantizerInputError(
                     f"the integer quantizer needs max - min <= {top} at {bit_depth}-bit, "
                     f"got {b} - {a} = {b - a}")
-            sets.append(ParamSet(offset_value=a))
+            limit = 1 << precision
+            offset = min(a, limit - top)
+            if offset < -limit:
+                raise QuantizerInputError(
+                    f"the integer quantizer at {bit_depth}-bit needs values exact in a dtype "
+                    f"of {precision}-bit precision (|v| <= {limit}), which cannot hold "
+                    f"{top + 1} consecutive integers; use a lower bit depth")
+            sets.append(ParamSet(offset_value=offset))
         else:
             sets.append(ParamSet(min_value=a, max_value=b))
     return sets

@@ -17,6 +17,7 @@ import json
 from . import bitstream
 from .codec import decode_pictures, payload_violations, sample_md5_violation
 from .errors import BitstreamError
+from .syntax import VERSION_MAJOR, VERSION_MINOR
 
 #: Clauses whose violation means the payload cannot be decoded meaningfully.
 _NO_DECODE = {"10.1", "10.3", "10.4", "10.5", "10.6"}
@@ -41,6 +42,7 @@ class Report:
     layers: list[LayerResult]
     format_version: str | None = None
     decoded: bool = True
+    warnings: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def conformant(self) -> bool:
@@ -58,6 +60,7 @@ class Report:
             "format_version": self.format_version, "readable": self.readable,
             "conformant": self.conformant, "payloads_decoded": self.decoded,
             "violations": [v.to_dict() for v in self.violations],
+            "warnings": self.warnings,
             "layers": [dataclasses.asdict(layer) for layer in self.layers],
         }
 
@@ -75,7 +78,8 @@ class Report:
         else:
             n = len(self.violations)
             head = f"{self.source}: NOT CONFORMANT ({n} violation{'s' if n != 1 else ''})"
-        return "\n".join([head] + [f"  {v}" for v in self.violations])
+        return "\n".join([head] + [f"  {v}" for v in self.violations]
+                         + [f"  warning: {w}" for w in self.warnings])
 
 
 def verify(data: bytes, *, source: str = "<bytes>", decode: bool = True,
@@ -111,4 +115,10 @@ def verify(data: bytes, *, source: str = "<bytes>", decode: bool = True,
         if mismatch:
             violations.append(mismatch)
     version = f"{stream.header.version_major}.{stream.header.version_minor}"
-    return Report(source, len(data), True, violations, results, version, decode)
+    warnings = []
+    if stream.header.version_minor > VERSION_MINOR:
+        warnings.append(f"version {version} is newer than this checker's "
+                        f"{VERSION_MAJOR}.{VERSION_MINOR}: the stream was checked as a "
+                        f"{VERSION_MAJOR}.{VERSION_MINOR} stream, with the fields reserved in "
+                        f"{VERSION_MAJOR}.{VERSION_MINOR} not checked (clause 8.1.2)")
+    return Report(source, len(data), True, violations, results, version, decode, warnings)

@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 
 from refcodec import bitstream, syntax
 from refcodec.bitstream import Checker, build_stream, parse_stream
-from refcodec.enums import (LEVELS, PackingType, PadMode, QuantizerType, SourceDtype,
+from refcodec.enums import (DTYPE_INFO, LEVELS, PackingType, PadMode, QuantizerType,
+                            SourceDtype,
                             SourceLayout, UnitType)
 from refcodec.errors import (BitstreamError, ConformanceViolation, SyntaxViolation,
                              UnsupportedFeature)
@@ -406,7 +407,7 @@ def layer_headers(draw):
     per_channel = draw(st.booleans())
     depth = draw(st.sampled_from([8, 10, 12]))
     dtype = draw(st.sampled_from(list(SourceDtype)))
-    limit = 1 << bitstream.DTYPE_PRECISION[dtype]
+    limit = 1 << DTYPE_INFO[dtype].precision
     if qtype == QuantizerType.INTEGER and limit - ((1 << depth) - 1) < -limit:
         dtype, limit = SourceDtype.FLOAT32, 1 << 24    # the range cannot fit: clause 8.3.7
 

@@ -324,3 +324,17 @@ def test_corrupted_hevc_payload_detected(data):
     except BitstreamError:
         return
     assert np.array_equal(out["layer0"], refcodec.decode(base)["layer0"])
+
+
+def test_integer_quantizer_offset_fits_the_dtype():
+    """float16 holds integers exactly only up to 2048: a 12-bit integer layer of small values
+    gets an offset below its minimum so that offset..offset+4095 stays exact (clause 8.3.7)."""
+    x = np.arange(-5, 6, dtype=np.float16).reshape(1, 1, 1, 11)
+    data = refcodec.encode(x, EncoderConfig(quantizer="integer", bit_depth=12, lossless=True,
+                                            **FAST))
+    h = refcodec.read_headers(data).layers[0].header
+    assert h.quant_params[0].offset_value == 2048 - 4095
+    assert np.array_equal(refcodec.decode(data)["layer0"], x)
+    with pytest.raises(EncoderInputError, match="cannot hold 4096 consecutive integers"):
+        refcodec.encode(x.astype(ml_dtypes.bfloat16),
+                        EncoderConfig(quantizer="integer", bit_depth=12, **FAST))

@@ -360,7 +360,8 @@ def test_every_generated_block_has_one_owner(tables):
             owners = [tool for tool, known in (("gen_spec_tables", tables.renderer_for(name)),
                                                ("gen_spec_examples", examples.renderer_for(name)))
                       if known is not None]
-            assert len(owners) == 1, f"{path.name}: block {name!r} is owned by {owners or 'no tool'}"
+            assert len(owners) == 1, \
+                f"{path.name}: block {name!r} is owned by {owners or 'no tool'}"
 
 
 def test_table_tool_check_mode_reports_a_stale_table(tables, tmp_path):

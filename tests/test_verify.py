@@ -112,3 +112,11 @@ def test_arbitrary_mutations_never_crash(good):
             blob = blob[:rng.integers(0, len(blob))]
         r = verify(bytes(blob))
         assert r.exit_code in (0, 1, 3)
+
+
+def test_newer_minor_version_is_a_warning(good):
+    data = rebuild(good, change_header=lambda h: dataclasses.replace(h, version_minor=3))
+    r = verify(data, source="n.vfc")
+    assert r.conformant and r.exit_code == 0
+    assert r.warnings and "version 1.3 is newer" in r.warnings[0]
+    assert "warning: version 1.3" in r.to_text()

@@ -71,17 +71,19 @@ def encode_access_units(pictures: np.ndarray, bit_depth: int, qp: int, lossless:
 FRAME_THREADS_MIN_SAMPLES = 112 * 112
 
 
-def decode_frames(payload: bytes, frame_threads: bool = False) -> list:
-    """Bare FFmpeg: every frame of an Annex-B stream (the parser flushed)."""
+def iter_frames(payload: bytes, frame_threads: bool = False):
+    """Bare FFmpeg: the frames of an Annex-B stream as they are decoded (parser flushed)."""
     ctx = av.CodecContext.create("hevc", "r")
     if frame_threads:
         ctx.thread_type = "AUTO"
-    packets = ctx.parse(payload) + ctx.parse(None)
-    frames = []
-    for packet in packets:
-        frames.extend(ctx.decode(packet))
-    frames.extend(ctx.decode(None))
-    return frames
+    for packet in ctx.parse(payload) + ctx.parse(None):
+        yield from ctx.decode(packet)
+    yield from ctx.decode(None)
+
+
+def decode_frames(payload: bytes, frame_threads: bool = False) -> list:
+    """Bare FFmpeg: every frame of an Annex-B stream."""
+    return list(iter_frames(payload, frame_threads))
 
 
 class PyAVBackend:
@@ -100,30 +102,38 @@ class PyAVBackend:
                         bit_depth: int, *, offset: int | None = None,
                         path: str = "hevc_payload") -> np.ndarray:
         want_fmt = PIX_FMT[bit_depth]
+        out = np.empty((num_pictures, height, width),
+                       dtype=np.uint8 if bit_depth == 8 else np.uint16)
+        count = 0
         try:
-            frames = decode_frames(payload, height * width >= FRAME_THREADS_MIN_SAMPLES)
+            # each frame is copied into ``out`` and released as soon as it is decoded, so
+            # the memory held is the planes (bounded by the level, clause 11.2) plus
+            # FFmpeg's few frames in flight
+            for frame in iter_frames(payload, height * width >= FRAME_THREADS_MIN_SAMPLES):
+                if count == num_pictures:
+                    raise ConformanceViolation(
+                        f"the HEVC payload shall decode to {num_pictures} pictures, got more",
+                        clause="10.6", offset=offset, path=path)
+                fmt = frame.format.name
+                if fmt != want_fmt:
+                    clause = "10.3" if not fmt.startswith("gray") else "10.4"
+                    raise ConformanceViolation(
+                        f"picture {count} decodes as {fmt}, the layer needs {want_fmt} "
+                        f"(4:0:0, {bit_depth}-bit)", clause=clause, offset=offset, path=path)
+                if (frame.height, frame.width) != (height, width):
+                    raise ConformanceViolation(
+                        f"picture {count} is {frame.width}x{frame.height}, the layer needs "
+                        f"{width}x{height}", clause="10.5", offset=offset, path=path)
+                out[count] = frame.to_ndarray()
+                count += 1
         except (av.error.DecoderNotFoundError, av.error.MemoryError) as exc:
             raise BackendError(f"the HEVC decoder failed: {exc}") from exc
         except av.error.FFmpegError as exc:
             # FFmpeg reports bad HEVC data with several codes (EINVAL, EPERM, ENOSYS, ...)
             raise ConformanceViolation(f"the HEVC decoder refused the payload: {exc}",
                                        clause="10.1", offset=offset, path=path) from exc
-        if len(frames) != num_pictures:
+        if count != num_pictures:
             raise ConformanceViolation(
-                f"the HEVC payload shall decode to {num_pictures} pictures, got {len(frames)}",
+                f"the HEVC payload shall decode to {num_pictures} pictures, got {count}",
                 clause="10.6", offset=offset, path=path)
-        out = np.empty((num_pictures, height, width),
-                       dtype=np.uint8 if bit_depth == 8 else np.uint16)
-        for i, frame in enumerate(frames):
-            fmt = frame.format.name
-            if fmt != want_fmt:
-                clause = "10.3" if not fmt.startswith("gray") else "10.4"
-                raise ConformanceViolation(
-                    f"picture {i} decodes as {fmt}, the layer needs {want_fmt} "
-                    f"(4:0:0, {bit_depth}-bit)", clause=clause, offset=offset, path=path)
-            if (frame.height, frame.width) != (height, width):
-                raise ConformanceViolation(
-                    f"picture {i} is {frame.width}x{frame.height}, the layer needs "
-                    f"{width}x{height}", clause="10.5", offset=offset, path=path)
-            out[i] = frame.to_ndarray()
         return out

@@ -217,3 +217,13 @@ def test_subprocess_smoke(work):
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 3 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
     assert "[8.1.2] version_major 7 is newer than the supported version 1" in r.stderr
+
+
+def test_output_files_get_the_usual_mode(work, capsys):
+    import stat
+    old = os.umask(0o022)
+    try:
+        run(capsys, "encode", work / "feat.npy", "-o", work / "m.vfc", "--preset", "ultrafast")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((work / "m.vfc").stat().st_mode) == 0o644

@@ -1,4 +1,4 @@
-"""The ``refcodec`` command line: encode, decode, info, verify, conformance.
+"""The ``refcodec`` command line: encode, decode, info, verify, conformance, eval.
 
 Errors print one line on stderr and exit non-zero, without a traceback:
 0 ok, 1 verification mismatch, 2 usage or bad input file, 3 bitstream error,
@@ -506,6 +506,9 @@ def build_parser() -> argparse.ArgumentParser:
     ver.add_argument("--no-decode", action="store_true",
                      help="check the HEVC parameter sets but do not decode the payloads")
     ver.set_defaults(func=cmd_verify)
+
+    from . import eval_cli     # registers `eval`; torch is imported only when it runs
+    eval_cli.register(sub)
 
     _add_conformance(sub)
     return parser

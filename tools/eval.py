@@ -1,0 +1,34 @@
+#!/usr/bin/env python3
+"""Evaluate VFC feature coding on real networks and real images (AVS VFC test conditions).
+
+Same code as ``refcodec eval`` (refcodec/eval_cli.py, refcodec/evaluation.py).  Needs torch
+and the offline assets: ``bash tools/install_eval_assets.sh``.  Writes docs/eval/ by default:
+README.md (Table 3 layout, all results, BD-rates, Fig. 5 comparison), summary.csv, jobs.csv,
+results.json and PNG plots.
+
+    python tools/eval.py                      # the full run (about 25 minutes on 2 cores)
+    python tools/eval.py --images 4 --detection-images 2 --configs baseline -o out/eval
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from refcodec import eval_cli  # noqa: E402
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    eval_cli.add_arguments(ap)
+    args = ap.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    command = "python tools/eval.py" + ("".join(" " + shlex.quote(a) for a in argv))
+    return eval_cli.run(args, command)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -50,8 +50,8 @@ from .enums import (DTYPE_INFO, LEVELS, PackingType, QuantizerType, SourceDtype,
                     UnitType)
 from .errors import BitstreamError, RefcodecError
 from .hevc import params as hevc_params
-from .hevc.annexb import (PPS_NUT, SPS_NUT, VPS_NUT, join_nal_units, nal_unit_type, rbsp,
-                          split_nal_units)
+from .hevc.annexb import (PPS_NUT, SPS_NUT, VPS_NUT, emulation_prevention, join_nal_units,
+                          nal_unit_type, rbsp, split_nal_units)
 from .records import Layer, QuantParams, Stream, StreamHeader
 from .syntax import STREAM_HEADER_SIZE, UNIT_OVERHEAD, UNIT_PREFIX
 from .verify import verify
@@ -524,19 +524,6 @@ def _read_ue(bits: str, pos: int) -> tuple[int, int]:
     return int(bits[pos + zeros:end], 2) - 1, end
 
 
-def _emulation_prevention(data: bytes) -> bytes:
-    """RBSP -> NAL unit payload: an emulation_prevention_three_byte after every two zero
-    bytes that precede a byte of 0..3 (H.265 7.4.2)."""
-    out, zeros = bytearray(), 0
-    for b in data:
-        if zeros >= 2 and b <= 3:
-            out.append(3)
-            zeros = 0
-        out.append(b)
-        zeros = zeros + 1 if b == 0 else 0
-    return bytes(out)
-
-
 def _edit_parameter_set(payload: bytes, nut: int, edit: Callable[[str], str]) -> bytes:
     """Rewrite every NAL unit of type ``nut`` of a payload: ``edit`` gets the RBSP bits
     without rbsp_trailing_bits and returns the new ones."""
@@ -551,7 +538,7 @@ def _edit_parameter_set(payload: bytes, nut: int, edit: Callable[[str], str]) ->
         new = edit(body) + "1"
         new += "0" * (-len(new) % 8)
         raw = int(new, 2).to_bytes(len(new) // 8, "big")
-        units[i] = unit[:2] + _emulation_prevention(raw)
+        units[i] = unit[:2] + emulation_prevention(raw)
         found = True
     if not found:
         raise ValueError(f"the payload has no NAL unit of type {nut}")

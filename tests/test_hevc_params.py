@@ -707,3 +707,12 @@ def test_slice_qp_reader_sees_the_ipratio_offset(monkeypatch):
     pics = np.random.default_rng(0).integers(0, 256, (2, 16, 16)).astype(np.uint16)
     payload, _ = pyav.PyAVBackend().encode_pictures(pics, 8, 22, False, "ultrafast")
     assert idr_slice_qps(payload) == [19, 19]
+
+
+@given(st.binary(max_size=64))
+def test_emulation_prevention_inverts_rbsp(data):
+    """annexb.emulation_prevention (used to rebuild edited parameter sets) leaves no start
+    code emulation and is undone by annexb.rbsp."""
+    unit = annexb.emulation_prevention(data)
+    assert b"\x00\x00\x00" not in unit and b"\x00\x00\x01" not in unit
+    assert annexb.rbsp(b"\x40\x01" + unit) == data

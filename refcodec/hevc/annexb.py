@@ -49,6 +49,19 @@ def rbsp(unit: bytes) -> bytes:
     return unit[2:].replace(b"\x00\x00\x03", b"\x00\x00")
 
 
+def emulation_prevention(data: bytes) -> bytes:
+    """RBSP -> NAL unit payload, the inverse of ``rbsp``: an emulation_prevention_three_byte
+    after every two zero bytes that precede a byte of 0..3 (H.265 7.4.2)."""
+    out, zeros = bytearray(), 0
+    for b in data:
+        if zeros >= 2 and b <= 3:
+            out.append(3)
+            zeros = 0
+        out.append(b)
+        zeros = zeros + 1 if b == 0 else 0
+    return bytes(out)
+
+
 def sei_messages(unit: bytes) -> list[tuple[int, bytes]]:
     """(payloadType, payload) of each SEI message in an SEI NAL unit (H.265 7.3.5)."""
     data = rbsp(unit)

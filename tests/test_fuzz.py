@@ -1,9 +1,10 @@
 """Fuzzing the robustness contract of the decoder side (harness: tools/fuzz.py).
 
 For any input bytes read_headers and decode succeed or raise a BitstreamError subclass,
-verify returns a report and never raises, every call stays within a time budget and bounded
-memory, a successful decode is never silently wrong (the MD5 of the decoded planes,
-recomputed with hashlib, is the stream's sample_md5), and the three entry points agree.
+verify returns a report and never raises, memory stays bounded (tools/fuzz.py also enforces
+a time budget per call; the tests assert no wall-clock time), a successful decode is never
+silently wrong (the MD5 of the decoded planes, recomputed with hashlib, is the stream's
+sample_md5), and the three entry points agree.
 
 Seeds are small real streams from refcodec.encode (8/10/12-bit; log, uniform, integer;
 per-channel; tiled; permuted; NHWC, float16, bfloat16; several layers; lossless; a skippable
@@ -32,7 +33,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import refcodec
-from refcodec.errors import BitstreamError, ConformanceViolation
+from refcodec.errors import BitstreamError
 from refcodec.verify import verify
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,7 +53,7 @@ fuzz = _load_harness()
 pytestmark = pytest.mark.hevc
 
 #: Seconds one call of read_headers / decode / verify may take on a case.
-BUDGET = 5.0
+BUDGET = None   # no wall-clock assertion in tests: tools/fuzz.py --budget enforces the time budget
 #: Bytes the Python side may allocate while refusing a small mutated stream.
 TRACE_LIMIT = 64 << 20
 
@@ -297,8 +298,8 @@ BOUNDARY = (0, 1, 4097, 65536, (1 << 24) + 1, (1 << 32) - 1)
 @pytest.mark.parametrize("seed", ["permuted_tiled_zero_pad", "three_layers"])
 def test_count_fields_at_boundaries(corpus, references, seed):
     """Every count field of the first layer at boundary values (num_channels also with the
-    per-channel arrays resized to match), CRCs fixed: refused, or decoded and checked, within
-    the budget and with little Python memory."""
+    per-channel arrays resized to match), CRCs fixed: refused, or decoded and checked, with
+    little Python memory."""
     base = dict(corpus)[seed]
     header, units, tail = fuzz.split_stream(base)
     fields = fuzz.parse_layer_header(units[0].payload)
@@ -325,7 +326,7 @@ def test_count_fields_at_boundaries(corpus, references, seed):
 def test_declared_arrays_refused_before_allocation(corpus, level, count):
     """num_channels with per-channel parameters and a permutation, the arrays absent: the
     decoder refuses from the counts (11.2) or the missing bytes (8.2.4), allocating no more
-    than a few MiB, in well under a second."""
+    than a few MiB."""
     base = dict(corpus)["permuted_tiled_zero_pad"]
     header, units, tail = fuzz.split_stream(base)
     d = fuzz.parse_layer_header(units[0].payload)
@@ -334,7 +335,6 @@ def test_declared_arrays_refused_before_allocation(corpus, level, count):
     header = header[:11] + bytes([level]) + header[12:]
     data = fuzz.join_stream(header, units, tail)
     tracemalloc.start()
-    t = time.perf_counter()
     try:
         with pytest.raises(BitstreamError) as info:
             refcodec.decode(data)
@@ -344,7 +344,6 @@ def test_declared_arrays_refused_before_allocation(corpus, level, count):
         tracemalloc.stop()
     assert info.value.clause in ("11.2", "8.2.4")
     assert not report.conformant
-    assert time.perf_counter() - t < 1.0
     assert peak < 4 << 20
 
 
@@ -416,17 +415,18 @@ def many_violations_stream(corpus, channels: int, level: int) -> bytes:
     return fuzz.join_stream(header[:11] + bytes([level]) + header[12:], units, tail)
 
 
-def test_verify_time_is_proportionate_to_parsing(corpus):
+def test_verify_work_is_proportionate_to_parsing(corpus, monkeypatch):
+    """Locating 4096 violations of one field re-builds the fields before it once, not 4096
+    times (it took ~16 s for 65536 at level 20 before): counted, not timed."""
+    from refcodec import bitstream
+    calls = []
+    original = bitstream._field_offset
+    monkeypatch.setattr(bitstream, "_field_offset",
+                        lambda *a: calls.append(a[2]) or original(*a))
     data = many_violations_stream(corpus, 4096, 10)
-    t = time.perf_counter()
-    with pytest.raises(ConformanceViolation):
-        refcodec.read_headers(data)
-    parse = time.perf_counter() - t
-    t = time.perf_counter()
     report = verify(data, decode=False)
-    checking = time.perf_counter() - t
     assert len(report.violations) >= 4096
-    assert checking < 4 * parse + 0.1, (checking, parse)
+    assert len(calls) == len(set(calls)) <= 10, calls[:20]
 
 
 # ---------------------------------------------------------------------------------------

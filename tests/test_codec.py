@@ -15,6 +15,7 @@ from refcodec.codec import EncoderConfig
 from refcodec.errors import (BackendError, BitstreamError, ConformanceViolation,
                              EncoderInputError)
 from refcodec.hevc.pyav import PyAVBackend
+from refcodec.testconditions import FEATURE_SHAPES
 
 from conftest import relu_features
 
@@ -22,15 +23,8 @@ pytestmark = pytest.mark.hevc
 
 FAST = dict(preset="ultrafast")
 
-# The AVS VFC / paper test conditions: features of a 224 x 224 input (C, H, W).
-TEST_CONDITION_SHAPES = {
-    "vgg16.conv1": (64, 224, 224), "vgg16.conv2": (128, 112, 112),
-    "vgg16.conv3": (256, 56, 56), "vgg16.conv4": (512, 28, 28),
-    "vgg16.conv5": (512, 14, 14), "vgg16.pool5": (512, 7, 7),
-    "resnet.conv1": (64, 112, 112), "resnet.pool1": (64, 56, 56),
-    "resnet.conv2": (256, 56, 56), "resnet.conv3": (512, 28, 28),
-    "resnet.conv4": (1024, 14, 14), "resnet.conv5": (2048, 7, 7),
-}
+# The paper's test conditions: VGG16 conv1..pool5 and ResNet conv1..conv5/pool1 (C, H, W).
+TEST_CONDITION_SHAPES = FEATURE_SHAPES
 
 
 def max_sample_error(x, cfg, data):

@@ -114,20 +114,9 @@ def report_tally(request):
 def run(data: bytes, *, decode: bool, reference=None, trace: bool = False,
         mutations=("",)) -> "fuzz.Result":
     """check_case, counted in TALLY; fails the test on any contract violation."""
-    tally = TALLY
     result = fuzz.check_case(data, decode=decode, reference=reference, budget=BUDGET,
                              trace_limit=TRACE_LIMIT if trace else None)
-    tally.cases += 1
-    tally.decoded += decode
-    tally.outcomes.update(result.outcomes)
-    tally.clauses.update(result.clauses)
-    tally.mutations.update(m for m in mutations if m)
-    where = f"{len(data)} bytes, {result.slowest_call}"
-    tally.slowest = max(tally.slowest, (result.seconds, where))
-    if result.traced_peak is not None:
-        tally.traced_peak = max(tally.traced_peak, (result.traced_peak, where))
-    for kind, _ in result.violations:
-        tally.violations[kind] += 1
+    TALLY.add(result, decode=decode, mutations=mutations, where=f"{len(data)} bytes")
     assert not result.violations, (
         f"contract violated by {data.hex()}:\n"
         + "\n".join(f"{kind}: {detail}" for kind, detail in result.violations))

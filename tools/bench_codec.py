@@ -50,25 +50,14 @@ import numpy as np
 import refcodec
 from refcodec import EncoderConfig, codec, packing, quant
 from refcodec.hevc import annexb, pyav
+from refcodec.testconditions import FEATURE_SHAPES
 
 # ------------------------------------------------------------------------------------
 # Shapes and data
 # ------------------------------------------------------------------------------------
 
 SHAPES: dict[str, tuple[int, int, int, int]] = {
-    "vgg16.conv1": (1, 64, 224, 224),
-    "vgg16.conv2": (1, 128, 112, 112),
-    "vgg16.conv3": (1, 256, 56, 56),
-    "vgg16.conv4": (1, 512, 28, 28),
-    "vgg16.conv5": (1, 512, 14, 14),
-    "vgg16.pool5": (1, 512, 7, 7),
-    "resnet50.conv1": (1, 64, 112, 112),
-    "resnet50.pool1": (1, 64, 56, 56),
-    "resnet50.conv2": (1, 256, 56, 56),
-    "resnet50.conv3": (1, 512, 28, 28),
-    "resnet50.conv4": (1, 1024, 14, 14),
-    "resnet50.conv5": (1, 2048, 7, 7),
-}
+    name: (1, *chw) for name, chw in FEATURE_SHAPES.items()}   # batch 1, 224 x 224 input
 QUICK_SHAPES = ("vgg16.pool5", "resnet50.pool1", "vgg16.conv5")
 QUICK_REPEATS = 3
 #: Cheap shapes repeat beyond --repeats until this much time went into their timed repeats

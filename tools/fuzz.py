@@ -1010,6 +1010,20 @@ class Stats:
     traced_peak: tuple[int, str] = (0, "")
     max_rss_kib: int = 0
 
+    def add(self, result: Result, *, decode: bool, mutations, where: str) -> None:
+        """Count one checked case; ``where`` describes it for the slowest/peak records."""
+        self.cases += 1
+        self.decoded += decode
+        self.outcomes.update(result.outcomes)
+        self.clauses.update(result.clauses)
+        self.mutations.update(m for m in mutations if m)
+        self.slowest = max(self.slowest, (result.seconds, f"{where}; {result.slowest_call}"))
+        if result.traced_peak is not None:
+            self.traced_peak = max(self.traced_peak,
+                                   (result.traced_peak, f"{where}; {result.slowest_call}"))
+        for kind, _ in result.violations:
+            self.violations[kind] += 1
+
     def merge(self, other: "Stats") -> None:
         self.cases += other.cases
         self.decoded += other.decoded
@@ -1047,17 +1061,10 @@ def worker(wid: int, indices: range, corpus, references, args, queue, progress) 
         result = check_case(case.data, decode=case.decode, reference=references.get(case.base),
                             budget=args.budget,
                             trace_limit=(args.trace_limit << 20) if traced else None)
-        stats.cases += 1
-        stats.decoded += case.decode
-        stats.outcomes.update(result.outcomes)
-        stats.clauses.update(result.clauses)
-        stats.mutations.update(m.removesuffix("+crc") for m in case.mutations)
-        where = f"{_describe(case, args.seed)}; {result.slowest_call}"
-        stats.slowest = max(stats.slowest, (result.seconds, where))
-        if result.traced_peak is not None:
-            stats.traced_peak = max(stats.traced_peak, (result.traced_peak, where))
+        stats.add(result, decode=case.decode,
+                  mutations=[m.removesuffix("+crc") for m in case.mutations],
+                  where=_describe(case, args.seed))
         for kind, detail in result.violations:
-            stats.violations[kind] += 1
             queue.put(("violation", wid, kind, case.data,
                        f"{_describe(case, args.seed)}\n{kind}: {detail}\n"))
         now = time.monotonic()

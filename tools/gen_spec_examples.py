@@ -41,6 +41,7 @@ import gen_spec_tables as tables  # noqa: E402
 import refcodec  # noqa: E402
 from refcodec import bitstream, codec, enums, packing, quant, syntax  # noqa: E402
 from refcodec.records import QuantParams  # noqa: E402
+from refcodec.testconditions import FEATURE_SHAPES  # noqa: E402
 
 # ----------------------------------------------------------------------------------------
 # The example
@@ -56,17 +57,8 @@ DEQUANT_PARAMS = QuantParams(min_value=0.0, max_value=10.0)
 DEQUANT_BIT_DEPTH = 8
 DEQUANT_ROWS = list(range(0, 8)) + list(range(248, 256))
 
-#: (network, feature, channels, height, width) at 224 x 224 input, batch size 1.
-ANCHOR_FEATURES = [
-    ("VGG16", "conv1", 64, 224, 224), ("VGG16", "pool1", 64, 112, 112),
-    ("VGG16", "conv2", 128, 112, 112), ("VGG16", "pool2", 128, 56, 56),
-    ("VGG16", "conv3", 256, 56, 56), ("VGG16", "pool3", 256, 28, 28),
-    ("VGG16", "conv4", 512, 28, 28), ("VGG16", "pool4", 512, 14, 14),
-    ("VGG16", "conv5", 512, 14, 14), ("VGG16", "pool5", 512, 7, 7),
-    ("ResNet", "conv1", 64, 112, 112), ("ResNet", "pool1", 64, 56, 56),
-    ("ResNet", "conv2", 256, 56, 56), ("ResNet", "conv3", 512, 28, 28),
-    ("ResNet", "conv4", 1024, 14, 14), ("ResNet", "conv5", 2048, 7, 7),
-]
+#: How the spec names the networks of refcodec.testconditions.FEATURE_SHAPES.
+NETWORK_NAMES = {"vgg16": "VGG16", "resnet50": "ResNet"}
 
 #: Syntax elements whose values are enumerations (for the annotations).
 ENUM_OF_FIELD = {field: getattr(enums, cls)
@@ -90,6 +82,17 @@ def f32_bits(v) -> str:
 
 def grid(rows, fmt, width: int) -> list[str]:
     return ["  ".join(fmt(v).rjust(width) for v in row) for row in rows]
+
+
+def tensor_block(name: str, tensor, fmt, width: int) -> list[str]:
+    """A fenced block showing each channel of batch item 0 of ``tensor`` as a grid."""
+    out = ["```"]
+    for c in range(tensor.shape[1]):
+        for r, line in enumerate(grid(tensor[0, c], fmt, width)):
+            out.append(f"{f'{name}[0][{c}]' if r == 0 else '':8}  {line}")
+        out.append("")
+    out[-1] = "```"
+    return out
 
 
 # ----------------------------------------------------------------------------------------
@@ -216,24 +219,14 @@ def render_example_stream(ctx: tables.Context) -> str:
     out.append(f"refcodec.encode({{{EXAMPLE_LAYER_ID!r}: x}}, refcodec.EncoderConfig({cfg_text}))")
     out.append("```")
     out.append("")
-    out.append("```")
-    for c in range(x.shape[1]):
-        for r, line in enumerate(grid(x[0, c], f32, 6)):
-            out.append(f"{f'x[0][{c}]' if r == 0 else '':8}  {line}")
-        out.append("")
-    out[-1] = "```"
+    out.extend(tensor_block("x", x, f32, 6))
     out.append("")
     p = params[0]
     out.append(f"**Quantization** (Annex A.1, uniform, sample_bit_depth {h.sample_bit_depth}, "
                f"D = {D}): one parameter set, min_value = {f32(p.min_value)}, max_value = "
                f"{f32(p.max_value)}; sample values q:")
     out.append("")
-    out.append("```")
-    for c in range(q.shape[1]):
-        for r, line in enumerate(grid(q[0, c], str, 3)):
-            out.append(f"{f'q[0][{c}]' if r == 0 else '':8}  {line}")
-        out.append("")
-    out[-1] = "```"
+    out.extend(tensor_block("q", q, str, 3))
     out.append("")
     perm = h.channel_permutation
     slots = ", ".join(f"slot {k} = channel {perm[k]}" for k in range(h.num_channels))
@@ -320,12 +313,7 @@ def render_example_stream(ctx: tables.Context) -> str:
                f"v = min_value + ((q * (max_value − min_value)) / {D}) in binary64, rounded to "
                f"binary32:")
     out.append("")
-    out.append("```")
-    for c in range(decoded.shape[1]):
-        for r, line in enumerate(grid(decoded[0, c], f32, 11)):
-            out.append(f"{f'y[0][{c}]' if r == 0 else '':8}  {line}")
-        out.append("")
-    out[-1] = "```"
+    out.extend(tensor_block("y", decoded, f32, 11))
     out.append("")
     err = np.abs(decoded.astype(np.float64) - x.astype(np.float64)).max()
     step = (np.float64(p.max_value) - np.float64(p.min_value)) / D
@@ -356,7 +344,9 @@ def render_anchor_layouts(ctx: tables.Context) -> str:
     params = [QuantParams(min_value=0.0, max_value=1.0)]
     out = [("| Network | Feature | C x H x W | Coded tile | packing_type | Tile grid | Picture "
             "| NumPictures |"), "|:---|:---|---:|---:|---:|---:|---:|---:|"]
-    for net, name, c, hgt, wid in ANCHOR_FEATURES:
+    for feature, (c, hgt, wid) in FEATURE_SHAPES.items():
+        prefix, name = feature.split(".")
+        net = NETWORK_NAMES[prefix]
         x = np.broadcast_to(np.float32(0), (1, c, hgt, wid))
         h = codec._layer_header(f"{net}.{name}", x, enums.SourceDtype.FLOAT32, cfg, params)
         grid_text = f"{h.tile_rows} x {h.tile_cols}" if h.packing_type == 1 else "—"

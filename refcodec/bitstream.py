@@ -18,11 +18,19 @@ import zlib
 import construct
 
 from . import syntax
-from .enums import (ALLOWED_BIT_DEPTHS, DTYPE_INFO, LEVELS, Level, PackingType, PadMode,
-                    PayloadCodec, Profile, QuantizerType, SourceDtype, SourceLayout, UnitType)
+from .enums import (ALLOWED_BIT_DEPTHS, ALLOWED_IMAGE_CHANNELS, DTYPE_INFO, LEVELS,
+                    UNIT_SKIPPABLE, Level, PackingType, PadMode, PayloadCodec, PredictorType,
+                    Profile, QuantizerType, SourceDtype, SourceLayout, TextureCodec, UnitType)
 from .errors import (BitstreamError, ConformanceViolation, SyntaxViolation,
                      UnsupportedFeature)
-from .records import Layer, LayerHeader, QuantParams, SkippedUnit, Stream, StreamHeader
+from .face import entropy
+from .records import (Face, FaceBase, FaceEnhancement, Layer, LayerHeader, QuantParams,
+                      SkippedUnit, Stream, StreamHeader)
+
+#: The two face unit types (format 1.1).
+FACE_UNITS = (UnitType.FACE_BASE, UnitType.FACE_ENHANCEMENT)
+#: residual_min and residual_max lie in -RESIDUAL_LIMIT..RESIDUAL_LIMIT (clause 13.4.5).
+RESIDUAL_LIMIT = 255
 
 class Checker:
     """Receives violations.  The default raises the first one."""
@@ -100,17 +108,48 @@ def build_layer_data(sample_md5: bytes, hevc_payload: bytes) -> bytes:
     return syntax.layer_data.build(dict(sample_md5=sample_md5, hevc_payload=hevc_payload))
 
 
+def build_face_base(b: FaceBase) -> bytes:
+    return syntax.face_base.build(dict(
+        face_id=b.face_id.encode("utf-8"), embedder_id=b.embedder_id.encode("utf-8"),
+        embedder_sha256=b.embedder_sha256, embedding_dim=b.embedding_dim,
+        embedding_step=b.embedding_step, eg_order=b.eg_order,
+        embedding_payload=entropy.write_levels(b.levels, b.eg_order)))
+
+
+def build_face_enhancement(e: FaceEnhancement) -> bytes:
+    info = None
+    if e.predictor_type == PredictorType.NETWORK:
+        info = dict(predictor_id=e.predictor_id.encode("utf-8"),
+                    predictor_sha256=e.predictor_sha256)
+    return syntax.face_enhancement.build(dict(
+        face_id=e.face_id.encode("utf-8"), image_height=e.image_height,
+        image_width=e.image_width, image_channels=e.image_channels,
+        predictor_type=int(e.predictor_type), predictor_info=info,
+        residual_min=e.residual_min, residual_max=e.residual_max,
+        texture_codec=int(e.texture_codec), texture_md5=e.texture_md5,
+        texture_payload=e.texture_payload))
+
+
 def build_stream(header: StreamHeader, layers: list[tuple[LayerHeader, bytes, bytes]],
-                 extra_units: list[tuple[int, bytes, bool]] = ()) -> bytes:
+                 extra_units: list[tuple[int, bytes, bool]] = (),
+                 faces: list[Face] = ()) -> bytes:
     """Write a bitstream.  ``layers`` holds (header, sample_md5, hevc_payload) triples;
-    ``extra_units`` (type, payload, skippable) are written after the stream header (used
-    by tests and the conformance generator)."""
+    ``faces`` the face records, written after the layers: every face_base unit, then every
+    face_enhancement unit, so that the enhancement layers end the stream; ``extra_units``
+    (type, payload, skippable) are written after the stream header (used by tests and the
+    conformance generator)."""
     parts = [build_stream_header(header)]
     for unit_type, payload, skippable in extra_units:
         parts.append(build_unit(unit_type, payload, skippable))
     for layer_header, md5, payload in layers:
         parts.append(build_unit(UnitType.LAYER_HEADER, build_layer_header(layer_header)))
         parts.append(build_unit(UnitType.LAYER_DATA, build_layer_data(md5, payload)))
+    for face in faces:
+        parts.append(build_unit(UnitType.FACE_BASE, build_face_base(face.base), True))
+    for face in faces:
+        if face.enhancement is not None:
+            parts.append(build_unit(UnitType.FACE_ENHANCEMENT,
+                                    build_face_enhancement(face.enhancement), True))
     parts.append(build_unit(UnitType.END_OF_STREAM, b""))
     return b"".join(parts)
 
@@ -148,6 +187,9 @@ class _Reader:
         self.lenient_reserved = False
         self.layers: list[Layer] = []
         self.skipped: list[SkippedUnit] = []
+        self.face_bases: list[FaceBase] = []
+        self.face_enhancements: dict[str, FaceEnhancement] = {}
+        self.version_minor = 0
 
     # -- helpers ---------------------------------------------------------------------------
     def fail(self, cls, clause, message, offset, path):
@@ -192,9 +234,12 @@ class _Reader:
                       f"{', '.join(map(str, LEVELS))})", 11, "stream_header.level_idc")
         if self.limits_override is None:
             self.level = LEVELS[c.level_idc]
-        if not 1 <= c.num_layers <= self.level.max_layers:
+        self.version_minor = c.version_minor
+        if c.num_layers > self.level.max_layers or (c.num_layers == 0
+                                                    and c.version_minor == 0):
             self.fail(ConformanceViolation, "11.2" if c.num_layers else "8.1.5",
-                      f"num_layers shall be in 1..{self.level.max_layers}, got {c.num_layers}",
+                      f"num_layers shall be in {1 if c.version_minor == 0 else 0}.."
+                      f"{self.level.max_layers}, got {c.num_layers}",
                       12, "stream_header.num_layers")
         if c.reserved_zero_16bits != 0 and not self.lenient_reserved:
             self.fail(ConformanceViolation, "8.1.6",
@@ -254,10 +299,20 @@ class _Reader:
                 self.stop(UnsupportedFeature, "8.2.1",
                           f"unit_type {unit_type} is unknown and not skippable", pos,
                           f"{path}.unit_type")
-            if skippable:
+            if unit_type in FACE_UNITS and header.version_minor < 1:
+                self.stop(ConformanceViolation, "8.2.1",
+                          f"unit_type {unit_type} (a face unit) needs format version 1.1 or "
+                          f"later, the stream is {header.version_major}.{header.version_minor}",
+                          pos, f"{path}.unit_type")
+            if skippable != UNIT_SKIPPABLE[unit_type]:
                 self.fail(ConformanceViolation, "8.2.2",
-                          f"skippable_flag shall be 0 for unit_type {unit_type}", pos + 1,
+                          f"skippable_flag shall be {int(UNIT_SKIPPABLE[unit_type])} for "
+                          f"unit_type {unit_type}", pos + 1,
                           f"{path}.unit_flags.skippable_flag")
+            if pending is not None and unit_type in FACE_UNITS:
+                self.stop(ConformanceViolation, "8.2.6",
+                          "a layer_header unit shall be followed by a layer_data unit",
+                          pos, f"{path}.unit_type")
             if flags & 0x7F and not self.lenient_reserved:
                 self.fail(ConformanceViolation, "8.2.3",
                           f"reserved_zero_7bits shall be 0, got {flags & 0x7F}", pos + 1,
@@ -299,6 +354,10 @@ class _Reader:
                                     header_offset=pending[1], data_offset=pos,
                                     payload_offset=payload_pos + 16))
                 pending = None
+            elif unit_type == UnitType.FACE_BASE:
+                self.read_face_base(payload, pos, payload_pos)
+            elif unit_type == UnitType.FACE_ENHANCEMENT:
+                self.read_face_enhancement(payload, pos, payload_pos)
             else:  # END_OF_STREAM
                 if length != 0:
                     self.fail(ConformanceViolation, "8.2.4",
@@ -312,6 +371,10 @@ class _Reader:
                     self.fail(ConformanceViolation, "8.1.5",
                               f"num_layers is {header.num_layers} but the stream holds "
                               f"{len(layers)} layers", 12, "stream_header.num_layers")
+                elif not layers and not self.face_bases and header.version_minor >= 1:
+                    self.fail(ConformanceViolation, "8.1.5",
+                              "the stream shall hold at least one layer or face", 12,
+                              "stream_header.num_layers")
                 if end != len(data):
                     self.fail(ConformanceViolation, "8.2.7",
                               f"{len(data) - end} bytes follow the end_of_stream unit", end,
@@ -319,6 +382,149 @@ class _Reader:
                 return
             pos = end
             unit_index += 1
+
+    # -- face units (clause 13) ----------------------------------------------------------
+    def _text(self, raw: bytes, name: str, clause: str, offset: int, path: str) -> str:
+        """A 1..255-byte UTF-8 identifier without control characters."""
+        try:
+            text = bytes(raw).decode("utf-8")
+        except UnicodeDecodeError:
+            text = bytes(raw).decode("utf-8", "replace")
+            self.fail(ConformanceViolation, clause, f"{name} shall be valid UTF-8", offset,
+                      path)
+        if not text:
+            self.fail(ConformanceViolation, clause, f"len_{name} shall be at least 1, got 0",
+                      offset - 1, path.rsplit(".", 1)[0] + f".len_{name}")
+        if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in text):
+            self.fail(ConformanceViolation, clause,
+                      f"{name} shall not contain control characters, got {text!r}", offset,
+                      path)
+        return text
+
+    def read_face_base(self, payload: bytes, unit_pos: int, base: int) -> None:
+        lvl = self.level
+        path = f"faces[{len(self.face_bases)}].base"
+        if len(self.face_bases) >= lvl.max_faces:
+            self.stop(ConformanceViolation, "11.2",
+                      f"a stream shall hold at most {lvl.max_faces} faces at level "
+                      f"{lvl.level_idc}", unit_pos, path)
+        c, _ = self._parse(syntax.face_base, payload, base, path, "face_base()")
+
+        @functools.cache
+        def at(name):
+            return base + _field_offset(syntax.face_base, c, name)
+
+        face_id = self._text(c.face_id, "face_id", "13.3.1", at("face_id"), f"{path}.face_id")
+        if any(b.face_id == face_id for b in self.face_bases):
+            self.fail(ConformanceViolation, "13.3.1",
+                      f"face_id {face_id!r} shall be unique among the faces of the stream",
+                      at("face_id"), f"{path}.face_id")
+        embedder_id = self._text(c.embedder_id, "embedder_id", "13.3.2", at("embedder_id"),
+                                 f"{path}.embedder_id")
+        dim = c.embedding_dim
+        if dim < 1:
+            self.stop(ConformanceViolation, "13.3.3", "embedding_dim shall be at least 1, got 0",
+                      at("embedding_dim"), f"{path}.embedding_dim")
+        if dim > lvl.max_embedding_dim:
+            self.stop(ConformanceViolation, "11.2",
+                      f"embedding_dim shall be at most {lvl.max_embedding_dim} at level "
+                      f"{lvl.level_idc}, got {dim}", at("embedding_dim"),
+                      f"{path}.embedding_dim")
+        if not entropy.valid_step(c.embedding_step):
+            self.fail(ConformanceViolation, "13.3.4",
+                      f"embedding_step shall be positive and finite, got {c.embedding_step!r}",
+                      at("embedding_step"), f"{path}.embedding_step")
+        if c.eg_order > entropy.MAX_EG_ORDER:
+            self.stop(ConformanceViolation, "13.3.5",
+                      f"eg_order shall be at most {entropy.MAX_EG_ORDER}, got {c.eg_order}",
+                      at("eg_order"), f"{path}.eg_order")
+        start = at("embedding_payload")
+        try:
+            levels = entropy.read_levels(c.embedding_payload, dim, c.eg_order)
+        except entropy.EmbeddingCodeError as exc:
+            self.stop(SyntaxViolation, exc.clause, exc.message, start + exc.bit // 8,
+                      f"{path}.embedding_payload")
+        self.face_bases.append(FaceBase(
+            face_id=face_id, embedder_id=embedder_id,
+            embedder_sha256=bytes(c.embedder_sha256), embedding_dim=dim,
+            embedding_step=c.embedding_step, eg_order=c.eg_order, levels=levels,
+            offset=unit_pos, payload_offset=start))
+
+    def read_face_enhancement(self, payload: bytes, unit_pos: int, base: int) -> None:
+        lvl = self.level
+        c, _ = self._parse(syntax.face_enhancement, payload, base, "faces[?].enhancement",
+                           "face_enhancement()")
+
+        @functools.cache
+        def at(name):
+            return base + _field_offset(syntax.face_enhancement, c, name)
+
+        try:
+            face_id = bytes(c.face_id).decode("utf-8")
+        except UnicodeDecodeError:
+            face_id = None
+        index = next((i for i, b in enumerate(self.face_bases) if b.face_id == face_id), None)
+        if index is None:
+            self.stop(ConformanceViolation, "13.4.1",
+                      f"face_id {bytes(c.face_id)!r} shall name a face_base unit that "
+                      f"precedes this face_enhancement unit", at("face_id"),
+                      "faces[?].enhancement.face_id")
+        path = f"faces[{index}].enhancement"
+        if face_id in self.face_enhancements:
+            self.stop(ConformanceViolation, "13.4.1",
+                      f"face {face_id!r} shall have at most one face_enhancement unit",
+                      unit_pos, path)
+        h, w, ch = c.image_height, c.image_width, c.image_channels
+
+        def stop(cls, clause, message, name):
+            self.stop(cls, clause, message, at(name), f"{path}.{name}")
+
+        def fail(cls, clause, message, name):
+            self.fail(cls, clause, message, at(name), f"{path}.{name}")
+
+        if h < 1 or w < 1:
+            stop(ConformanceViolation, "13.4.2",
+                 f"image_height and image_width shall be at least 1, got {h}x{w}",
+                 "image_height")
+        if ch not in ALLOWED_IMAGE_CHANNELS:
+            stop(UnsupportedFeature, "13.4.2", f"image_channels shall be 1 or 3, got {ch}",
+                 "image_channels")
+        ph, pw = -(-h // 8) * 8, -(-w // 8) * 8
+        if max(ph, pw) > lvl.max_picture_size or ph * pw > lvl.max_picture_samples:
+            stop(ConformanceViolation, "11.2",
+                 f"the image size {w}x{h} (coded {pw}x{ph}) exceeds the limits of level "
+                 f"{lvl.level_idc} ({lvl.max_picture_size} per side, "
+                 f"{lvl.max_picture_samples} samples)", "image_height")
+        if c.predictor_type not in PredictorType.__members__.values():
+            stop(UnsupportedFeature, "13.4.3", f"predictor_type {c.predictor_type} is reserved",
+                 "predictor_type")
+        ptype = PredictorType(c.predictor_type)
+        predictor_id = predictor_sha256 = None
+        if ptype == PredictorType.NETWORK:
+            info = c.predictor_info
+            info_at = at("predictor_info")
+            predictor_id = self._text(info.predictor_id, "predictor_id", "13.4.4",
+                                      info_at + 1, f"{path}.predictor_info.predictor_id")
+            predictor_sha256 = bytes(info.predictor_sha256)
+        rmin, rmax = c.residual_min, c.residual_max
+        if not -RESIDUAL_LIMIT <= rmin <= rmax <= RESIDUAL_LIMIT:
+            fail(ConformanceViolation, "13.4.5",
+                 f"residual_min and residual_max shall satisfy -{RESIDUAL_LIMIT} <= "
+                 f"residual_min <= residual_max <= {RESIDUAL_LIMIT}, got {rmin}, {rmax}",
+                 "residual_min")
+        if c.texture_codec not in TextureCodec.__members__.values():
+            stop(UnsupportedFeature, "13.4.6", f"texture_codec {c.texture_codec} is reserved",
+                 "texture_codec")
+        start = at("texture_payload")
+        if not c.texture_payload:
+            fail(ConformanceViolation, "13.4.8", "texture_payload shall not be empty",
+                 "texture_payload")
+        self.face_enhancements[face_id] = FaceEnhancement(
+            face_id=face_id, image_height=h, image_width=w, image_channels=ch,
+            predictor_type=ptype, predictor_id=predictor_id,
+            predictor_sha256=predictor_sha256, residual_min=rmin, residual_max=rmax,
+            texture_codec=TextureCodec(c.texture_codec), texture_md5=bytes(c.texture_md5),
+            texture_payload=bytes(c.texture_payload), offset=unit_pos, payload_offset=start)
 
     # -- layer header ---------------------------------------------------------------------
     def _parse(self, struct, payload: bytes, base: int, path: str, what: str):
@@ -531,6 +737,8 @@ def parse_stream(data: bytes, *, checker: Checker | None = None,
     except BitstreamError:
         if not checker.collect:
             raise
+    faces = tuple(Face(index=i, base=b, enhancement=reader.face_enhancements.get(b.face_id))
+                  for i, b in enumerate(reader.face_bases))
     return Stream(header=header, layers=tuple(reader.layers),
-                  skipped_units=tuple(reader.skipped), size=len(data))
+                  skipped_units=tuple(reader.skipped), size=len(data), faces=faces)
 

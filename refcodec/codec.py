@@ -195,10 +195,23 @@ def _layer_header(name, x: np.ndarray, dtype: SourceDtype, cfg: EncoderConfig,
         pad_bottom=pad_b, pad_right=pad_r)
 
 
-def choose_level(headers: list[LayerHeader], payload_sizes: list[int]) -> Level:
-    """The lowest level whose limits every layer satisfies; ``payload_sizes`` are the
-    lengths of the layers' hevc_payloads."""
+def _face_fits(face, level: Level) -> bool:
+    b, e = face.base, face.enhancement
+    if b.embedding_dim > level.max_embedding_dim:
+        return False
+    if e is None:
+        return True
+    ph, pw = -(-e.image_height // 8) * 8, -(-e.image_width // 8) * 8
+    return (max(ph, pw) <= level.max_picture_size and ph * pw <= level.max_picture_samples
+            and len(e.texture_payload) + 1024 <= level.max_unit_payload)
+
+
+def choose_level(headers: list[LayerHeader], payload_sizes: list[int], faces=()) -> Level:
+    """The lowest level whose limits every layer and face satisfies; ``payload_sizes`` are
+    the lengths of the layers' hevc_payloads."""
     for level in LEVELS.values():
+        if len(faces) > level.max_faces or not all(_face_fits(f, level) for f in faces):
+            continue
         if len(headers) <= level.max_layers and all(
                 16 + size <= level.max_unit_payload for size in payload_sizes) and all(
                 h.num_elements <= level.max_layer_elements
@@ -210,21 +223,39 @@ def choose_level(headers: list[LayerHeader], payload_sizes: list[int]) -> Level:
                 <= level.max_layer_samples
                 for h in headers):
             return level
-    raise EncoderInputError("the tensors exceed the limits of every level (clause 11.2): "
-                            "split them into smaller layers")
+    raise EncoderInputError("the tensors or faces exceed the limits of every level (clause "
+                            "11.2): split them into smaller layers or streams")
 
 
 def encode(tensors, config: EncoderConfig | Mapping[str, EncoderConfig] | None = None, *,
-           backend=None) -> bytes:
-    """Encode one tensor or several named tensors into a VFC bitstream.
+           faces: Sequence = (), backend=None) -> bytes:
+    """Encode one tensor or several named tensors, and optionally faces, into a VFC
+    bitstream.
 
     ``tensors``: an N x C x H x W (or N x H x W x C with layout "NHWC") numpy array or torch
-    tensor of float32/float16/bfloat16, or a mapping / list of (layer_id, tensor) pairs.
+    tensor of float32/float16/bfloat16, or a mapping / list of (layer_id, tensor) pairs;
+    None (or empty) for a stream of faces only.
     ``config``: one EncoderConfig for every layer, or a mapping from layer id to config.
+    ``faces``: (FaceInput, FaceConfig) pairs (``refcodec.face``), coded as face_base and
+    face_enhancement units (format 1.1); the stream is version 1.0 without them.
     """
+    from .face.codec import FaceConfig, FaceInput, encode_face
     from .hevc import default_backend
     backend = backend or default_backend()
-    items = _layers_of(tensors)
+    face_records = []
+    for i, item in enumerate(faces):
+        face, fcfg = item if isinstance(item, tuple) else (item, None)
+        if not isinstance(face, FaceInput) or not isinstance(fcfg, (FaceConfig, type(None))):
+            raise EncoderInputError("faces shall be (FaceInput, FaceConfig) pairs")
+        face_records.append(encode_face(face, fcfg, index=i, backend=backend))
+    face_ids = [f.base.face_id for f in face_records]
+    if len(set(face_ids)) != len(face_ids):
+        raise EncoderInputError("face ids shall be unique: give each FaceConfig its face_id")
+    no_tensors = tensors is None or (isinstance(tensors, (Mapping, list, tuple))
+                                     and not len(tensors))
+    if no_tensors and not face_records:
+        raise EncoderInputError("nothing to encode: no tensor and no face")
+    items = [] if no_tensors else _layers_of(tensors)
     coded = []
     headers = []
     for name, tensor in items:
@@ -259,10 +290,10 @@ def encode(tensors, config: EncoderConfig | Mapping[str, EncoderConfig] | None =
                 raise BackendError(f"layer {name!r}: the decoded pictures do not match "
                                    f"libx265's picture hashes")
         coded.append((header, sample_md5(hashes), payload))
-    level = choose_level(headers, [len(payload) for _, _, payload in coded])
-    stream_header = StreamHeader(VERSION_MAJOR, VERSION_MINOR, int(Profile.MAIN),
-                                 level.level_idc, len(coded))
-    return bitstream.build_stream(stream_header, coded)
+    level = choose_level(headers, [len(payload) for _, _, payload in coded], face_records)
+    stream_header = StreamHeader(VERSION_MAJOR, VERSION_MINOR if face_records else 0,
+                                 int(Profile.MAIN), level.level_idc, len(coded))
+    return bitstream.build_stream(stream_header, coded, faces=face_records)
 
 
 # ------------------------------------------------------------------------------------

@@ -10,11 +10,21 @@ import enum
 
 
 class UnitType(enum.IntEnum):
-    """unit_type (clause 8.2.1).  0 and 3..254 are reserved."""
+    """unit_type (clause 8.2.1).  0 and 5..254 are reserved.  FACE_BASE and
+    FACE_ENHANCEMENT (format 1.1, clause 13) are skippable units."""
 
     LAYER_HEADER = 1
     LAYER_DATA = 2
+    FACE_BASE = 3
+    FACE_ENHANCEMENT = 4
     END_OF_STREAM = 255
+
+
+#: The skippable_flag each known unit type shall carry (clause 8.2.2): the face units can
+#: be ignored by a decoder that only wants the feature layers (a version 1.0 decoder does).
+UNIT_SKIPPABLE = {UnitType.LAYER_HEADER: False, UnitType.LAYER_DATA: False,
+                  UnitType.FACE_BASE: True, UnitType.FACE_ENHANCEMENT: True,
+                  UnitType.END_OF_STREAM: False}
 
 
 class Profile(enum.IntEnum):
@@ -66,7 +76,24 @@ class PayloadCodec(enum.IntEnum):
     HEVC = 0
 
 
+class PredictorType(enum.IntEnum):
+    """predictor_type (clause 13.4.3).  2..255 are reserved."""
+
+    NONE = 0        # the prediction is 0: the residual is the image itself
+    NETWORK = 1     # a predictor network named by predictor_id and predictor_sha256
+
+
+class TextureCodec(enum.IntEnum):
+    """texture_codec (clause 13.4.6).  3..255 are reserved."""
+
+    HEVC = 0
+    JPEG = 1
+    JPEG2000 = 2
+
+
 ALLOWED_BIT_DEPTHS = (8, 10, 12)
+#: image_channels of a face_enhancement() (clause 13.4.2).
+ALLOWED_IMAGE_CHANNELS = (1, 3)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,13 +127,17 @@ class Level:
     max_picture_samples: int      # width * height of one picture
     max_layer_samples: int        # decoded samples of one layer: pictures * width * height
     max_unit_payload: int         # len_unit_payload, bytes
+    max_faces: int                # face_base units in one stream (clause 13)
+    max_embedding_dim: int        # embedding_dim of a face_base()
 
 
 LEVELS = {
     10: Level(10, max_layers=16, max_layer_elements=1 << 24, max_num_channels=4096,
               max_pictures=1 << 16, max_picture_size=4096, max_picture_samples=1 << 22,
-              max_layer_samples=1 << 26, max_unit_payload=1 << 28),
+              max_layer_samples=1 << 26, max_unit_payload=1 << 28, max_faces=16,
+              max_embedding_dim=4096),
     20: Level(20, max_layers=256, max_layer_elements=1 << 28, max_num_channels=65536,
               max_pictures=1 << 20, max_picture_size=8192, max_picture_samples=1 << 25,
-              max_layer_samples=1 << 30, max_unit_payload=1 << 31),
+              max_layer_samples=1 << 30, max_unit_payload=1 << 31, max_faces=256,
+              max_embedding_dim=65535),
 }

@@ -10,8 +10,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 
-from .enums import (PackingType, PadMode, PayloadCodec, QuantizerType, SourceDtype,
-                    SourceLayout)
+from .enums import (PackingType, PadMode, PayloadCodec, PredictorType, QuantizerType,
+                    SourceDtype, SourceLayout, TextureCodec)
 from .packing import Layout
 
 
@@ -126,6 +126,58 @@ class Layer:
 
 
 @dataclasses.dataclass(frozen=True)
+class FaceBase:
+    """A face_base() unit (clause 13.3): the quantized, Exp-Golomb coded face embedding.
+
+    ``levels`` are the decoded quantization levels (clause 13.5), read while checking the
+    unit; the embedding is ``refcodec.face.entropy.dequantize(levels, embedding_step)``.
+    """
+
+    face_id: str
+    embedder_id: str
+    embedder_sha256: bytes
+    embedding_dim: int
+    embedding_step: float
+    eg_order: int
+    levels: tuple[int, ...]
+    offset: int            # byte offset of the unit in the stream
+    payload_offset: int    # byte offset of embedding_payload
+
+
+@dataclasses.dataclass(frozen=True)
+class FaceEnhancement:
+    """A face_enhancement() unit (clause 13.4): the residual texture of a face image."""
+
+    face_id: str
+    image_height: int
+    image_width: int
+    image_channels: int
+    predictor_type: PredictorType
+    predictor_id: str | None          # None when predictor_type is NONE
+    predictor_sha256: bytes | None
+    residual_min: int
+    residual_max: int
+    texture_codec: TextureCodec
+    texture_md5: bytes
+    texture_payload: bytes
+    offset: int            # byte offset of the unit in the stream
+    payload_offset: int    # byte offset of texture_payload
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return (self.image_height, self.image_width, self.image_channels)
+
+
+@dataclasses.dataclass(frozen=True)
+class Face:
+    """One coded face: its base layer and, optionally, its enhancement layer."""
+
+    index: int             # position of the face_base unit among the stream's faces
+    base: FaceBase
+    enhancement: FaceEnhancement | None = None
+
+
+@dataclasses.dataclass(frozen=True)
 class SkippedUnit:
     unit_type: int
     offset: int
@@ -138,6 +190,7 @@ class Stream:
     layers: tuple[Layer, ...]
     skipped_units: tuple[SkippedUnit, ...] = ()
     size: int = 0
+    faces: tuple[Face, ...] = ()
 
     def layer(self, layer_id: str) -> Layer:
         for layer in self.layers:

@@ -12,7 +12,8 @@ All integers are unsigned big-endian; ``f32`` is IEEE 754 binary32, big-endian.
 from __future__ import annotations
 
 from construct import (Array, BitsInteger, BitStruct, Bytes, Const, Flag, Float32b, GreedyBytes,
-                       If, Int8ub, Int16ub, Int32ub, Rebuild, Struct, Switch, len_, this)
+                       If, Int8ub, Int16sb, Int16ub, Int32ub, Rebuild, Struct, Switch, len_,
+                       this)
 
 class Expr:
     """A construct count/condition given as a function, with the text the spec tables show."""
@@ -28,9 +29,10 @@ class Expr:
         return self.text
 
 
-#: Format version written by this package (clause 8.1.2).
+#: Format version read by this package (clause 8.1.2).  Version 1.1 adds the face units
+#: (clause 13); the encoder writes 1.0 for a stream without them.
 VERSION_MAJOR = 1
-VERSION_MINOR = 0
+VERSION_MINOR = 1
 
 #: The eight bytes every VFC bitstream starts with (clause 8.1.1).  Like PNG's signature:
 #: a non-ASCII first byte, the letters, CR LF, SUB and LF so that text-mode transfers are caught.
@@ -122,6 +124,40 @@ layer_data = Struct(
     "hevc_payload" / GreedyBytes * "8.4.2",
 )
 
+# ---- Scalable face layers (clause 13, format 1.1) ----
+
+face_base = Struct(
+    "len_face_id" / Rebuild(Int8ub, len_(this.face_id)) * "13.3.1",
+    "face_id" / Bytes(this.len_face_id) * "13.3.1",
+    "len_embedder_id" / Rebuild(Int8ub, len_(this.embedder_id)) * "13.3.2",
+    "embedder_id" / Bytes(this.len_embedder_id) * "13.3.2",
+    "embedder_sha256" / Bytes(32) * "13.3.2",
+    "embedding_dim" / Int16ub * "13.3.3",
+    "embedding_step" / Float32b * "13.3.4",
+    "eg_order" / Int8ub * "13.3.5",
+    "embedding_payload" / GreedyBytes * "13.3.6",
+)
+
+predictor_info = Struct(
+    "len_predictor_id" / Rebuild(Int8ub, len_(this.predictor_id)) * "13.4.4",
+    "predictor_id" / Bytes(this.len_predictor_id) * "13.4.4",
+    "predictor_sha256" / Bytes(32) * "13.4.4",
+)
+
+face_enhancement = Struct(
+    "len_face_id" / Rebuild(Int8ub, len_(this.face_id)) * "13.4.1",
+    "face_id" / Bytes(this.len_face_id) * "13.4.1",
+    "image_height" / Int16ub * "13.4.2",
+    "image_width" / Int16ub * "13.4.2",
+    "image_channels" / Int8ub * "13.4.2",
+    "predictor_type" / Int8ub * "13.4.3",
+    "predictor_info" / If(this.predictor_type == 1, predictor_info),
+    "residual_min" / Int16sb * "13.4.5",
+    "residual_max" / Int16sb * "13.4.5",
+    "texture_codec" / Int8ub * "13.4.6",
+    "texture_md5" / Bytes(16) * "13.4.7",
+    "texture_payload" / GreedyBytes * "13.4.8",
+)
 #: Every structure, in the order the specification presents them.
 STRUCTURES = {
     "stream_header": stream_header,
@@ -133,4 +169,7 @@ STRUCTURES = {
     "offset_params": offset_params,
     "tile_grid": tile_grid,
     "layer_data": layer_data,
+    "face_base": face_base,
+    "face_enhancement": face_enhancement,
+    "predictor_info": predictor_info,
 }

@@ -1,0 +1,167 @@
+"""Coding of the face embedding in face_base() (clauses 13.3 and 13.5).
+
+The embedding is quantized with a uniform scalar quantizer of step ``embedding_step``
+(levels ``q[i]``, signed integers) and each level is written as a signed k-th order
+Exp-Golomb code ``sek(v)``: the signed level is mapped to a code number
+``u = 2v - 1`` (v > 0) or ``u = -2v`` (v <= 0), then ``u >> k`` is written as an
+unsigned 0th-order Exp-Golomb code ``ue(v)`` (H.265 clause 9.2) followed by the ``k`` low
+bits of ``u``, most significant first.  After the last level come a stop bit equal to 1 and
+zero bits up to the next byte boundary (like H.265's rbsp_trailing_bits()).
+
+Bit-level reading and writing use ``bitstring`` (its ``ue`` is exactly H.265's ue(v)).
+Nothing here knows about units or byte offsets in a stream: errors carry the bit position
+inside embedding_payload and ``refcodec.bitstream`` places them.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from bitstring import Bits, ReadError, Reader
+
+#: Largest |level| a conforming stream may carry (clause 13.3.6): level * step is then exact
+#: in binary64 (24 + 24 significand bits).
+MAX_ABS_LEVEL = (1 << 24) - 1
+#: Largest eg_order (clause 13.3.5).
+MAX_EG_ORDER = 24
+#: Longest ue(v) prefix (leading zero bits) a level within MAX_ABS_LEVEL can need.
+MAX_PREFIX_ZEROS = 25
+
+
+class EmbeddingCodeError(ValueError):
+    """embedding_payload does not hold embedding_dim codes followed by the trailing bits.
+
+    ``bit`` is the bit position inside embedding_payload; ``clause`` the violated clause.
+    """
+
+    def __init__(self, message: str, bit: int, clause: str = "13.3.6"):
+        super().__init__(message)
+        self.message = message
+        self.bit = bit
+        self.clause = clause
+
+
+def code_number(v: int) -> int:
+    """Signed level -> code number (0, 1, -1, 2, -2, ... -> 0, 1, 2, 3, 4, ...)."""
+    return 2 * v - 1 if v > 0 else -2 * v
+
+
+def signed_level(u: int) -> int:
+    """Code number -> signed level (the inverse of code_number)."""
+    return (u + 1) >> 1 if u & 1 else -(u >> 1)
+
+
+def code_length(v: int, k: int) -> int:
+    """Bits of sek(v) at order k."""
+    u = code_number(v)
+    return 2 * ((u >> k) + 1).bit_length() - 1 + k
+
+
+def payload_bits(levels, k: int) -> int:
+    """Bits of embedding_payload for ``levels`` at order ``k``, trailing bits included."""
+    bits = sum(code_length(int(v), k) for v in levels) + 1
+    return bits + (-bits % 8)
+
+
+def best_order(levels) -> int:
+    """The eg_order that codes ``levels`` in the fewest bits (the smallest on a tie)."""
+    return min(range(MAX_EG_ORDER + 1), key=lambda k: (payload_bits(levels, k), k))
+
+
+def write_levels(levels, k: int) -> bytes:
+    """embedding_payload for ``levels`` at order ``k`` (clause 13.3.6)."""
+    if not 0 <= k <= MAX_EG_ORDER:
+        raise ValueError(f"eg_order shall be in 0..{MAX_EG_ORDER}, got {k}")
+    parts = []
+    for v in levels:
+        v = int(v)
+        if abs(v) > MAX_ABS_LEVEL:
+            raise ValueError(f"|level| shall be at most {MAX_ABS_LEVEL}, got {v}")
+        u = code_number(v)
+        parts.append(Bits.from_dtype("ue", u >> k))
+        if k:
+            parts.append(Bits.from_dtype(f"u{k}", u & ((1 << k) - 1)))
+    nbits = sum(len(p) for p in parts) + 1
+    parts.append(Bits.from_string("0b1"))
+    if nbits % 8:
+        parts.append(Bits.from_zeros(-nbits % 8))
+    return Bits.from_joined(parts).to_bytes()
+
+
+def read_levels(payload: bytes, dim: int, k: int) -> tuple[int, ...]:
+    """The ``dim`` levels of embedding_payload, with its trailing bits checked.
+
+    Raises EmbeddingCodeError (with the bit position) when a code runs past the end, a code
+    is longer than any conforming level needs, a level exceeds MAX_ABS_LEVEL, or the trailing
+    bits are not a 1 followed by zeros up to the end of the payload.
+    """
+    bits = Bits.from_bytes(bytes(payload))
+    total = len(bits)
+    reader = Reader(bits)
+    levels = []
+    for i in range(dim):
+        start = reader.pos
+        one = bits.find("0b1", start=start)
+        if one is None:
+            raise EmbeddingCodeError(
+                f"embedding_payload ends inside the code of level {i} of {dim}", start)
+        zeros = one - start
+        if zeros > MAX_PREFIX_ZEROS:
+            raise EmbeddingCodeError(
+                f"the code of level {i} has {zeros} leading zero bits, more than the "
+                f"{MAX_PREFIX_ZEROS} a level of magnitude up to {MAX_ABS_LEVEL} needs", start)
+        try:
+            u = reader.read_value("ue") << k
+            if k:
+                u |= reader.read_value(f"u{k}")
+        except ReadError:
+            raise EmbeddingCodeError(
+                f"embedding_payload ends inside the code of level {i} of {dim}",
+                start) from None
+        v = signed_level(u)
+        if abs(v) > MAX_ABS_LEVEL:
+            raise EmbeddingCodeError(f"level {i} is {v}; |level| shall be at most "
+                                     f"{MAX_ABS_LEVEL}", start)
+        levels.append(v)
+    stop = reader.pos
+    if stop >= total or not bits[stop]:
+        raise EmbeddingCodeError("embedding_payload shall end with a stop bit equal to 1 after "
+                                 "the last level" + (" (none left)" if stop >= total else ""),
+                                 stop)
+    rest = bits[stop + 1:]
+    if len(rest) >= 8 or rest.any(True):
+        raise EmbeddingCodeError(
+            "after the stop bit, embedding_payload shall hold only the zero bits up to the "
+            "next byte boundary", stop + 1)
+    return tuple(levels)
+
+
+# ------------------------------------------------------------------------------------
+# Quantization (clause 13.5)
+# ------------------------------------------------------------------------------------
+
+def as_step(step: float) -> float:
+    """``step`` rounded to binary32, the value embedding_step carries."""
+    return float(np.float32(step))
+
+
+def valid_step(step: float) -> bool:
+    """embedding_step shall be a positive, finite binary32 number (clause 13.3.4)."""
+    return math.isfinite(step) and step > 0
+
+
+def quantize(embedding: np.ndarray, step: float) -> np.ndarray:
+    """Informative encoder: levels ``floor(e / step + 0.5)`` computed in binary64."""
+    e = np.asarray(embedding, dtype=np.float64)
+    levels = np.floor(e / step + 0.5)
+    if not np.all(np.abs(levels) <= MAX_ABS_LEVEL):
+        raise ValueError(f"embedding_step {step!r} gives levels beyond +-{MAX_ABS_LEVEL}: "
+                         f"choose a larger step")
+    return levels.astype(np.int64)
+
+
+def dequantize(levels, step: float) -> np.ndarray:
+    """Normative (clause 13.5): e[i] = level[i] * embedding_step, exact in binary64, then
+    rounded to binary32 (round to nearest, ties to even)."""
+    return (np.asarray(levels, dtype=np.float64) * float(step)).astype(np.float32)

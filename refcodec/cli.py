@@ -19,10 +19,12 @@ from pathlib import Path
 import ml_dtypes
 import numpy as np
 
-from . import FORMAT_VERSION, __version__
+from . import FORMAT_VERSION, __version__, bitstream
 from .codec import EncoderConfig, decode, encode, read_headers
+from .face.codec import decode_faces
 from .enums import DTYPE_INFO
 from .metrics.rate import layer_coded_bytes
+from .syntax import UNIT_OVERHEAD
 from .errors import EncoderInputError, RefcodecError
 
 EXIT_OK, EXIT_MISMATCH, EXIT_USAGE, EXIT_BITSTREAM, EXIT_BACKEND = 0, 1, 2, 3, 4
@@ -178,17 +180,127 @@ def _itemsize(t) -> int:
 
 def cmd_decode(args) -> int:
     data = read_input(Path(args.input))
-    out = Path(args.output)
-    if out.suffix.lower() not in (".npy", ".npz", ".pt"):
+    out = Path(args.output) if args.output else None
+    image_out = Path(args.image) if args.image else None
+    if out is None and image_out is None:
+        raise UsageError("give -o OUTPUT (tensors and embeddings) and/or --image OUT.png")
+    if out is not None and out.suffix.lower() not in (".npy", ".npz", ".pt"):
         raise UsageError(f"{out}: output shall be .npy, .npz or .pt, "
                          f"got '{out.suffix or out.name}'")
+    if image_out is not None and image_out.suffix.lower() != ".png":
+        raise UsageError(f"{image_out}: --image writes a .png file")
+    stream = read_headers(data)
+    face_ids = [f.base.face_id for f in stream.faces]
+    if args.face and not face_ids:
+        raise UsageError("the stream holds no face")
     try:
-        tensors = decode(data, layers=args.layer)
+        tensors = decode(data, layers=args.layer) if out is not None and (
+            args.layer or not args.face) else {}
+        wanted = args.face or (None if args.layer else face_ids)
+        faces = decode_faces(stream, images=image_out is not None, faces=wanted) \
+            if wanted else {}
     except KeyError as exc:
         raise UsageError(str(exc.args[0])) from None
-    save_tensors(out, tensors)
+    arrays = dict(tensors)
+    for fid, face in faces.items():
+        arrays[f"embedding:{fid}"] = face.embedding
+    for fid, face in faces.items():
+        for warning in face.warnings:
+            print(f"refcodec: warning: {warning}", file=sys.stderr)
+    if image_out is not None:
+        coded = [f for f in faces.values() if f.image is not None]
+        if len(faces) != 1:
+            raise UsageError(f"the stream holds {len(faces)} faces; pick one with --face ID "
+                             f"for --image" if faces else "the stream holds no face")
+        if not coded:
+            raise UsageError(f"face {next(iter(faces))!r} has no enhancement layer: only its "
+                             f"embedding can be decoded")
+        save_png(image_out, coded[0].image)
+    if out is not None:
+        if not arrays:
+            raise UsageError("nothing to write: the stream holds no layer or face")
+        if out.suffix.lower() == ".npy" and len(arrays) != 1:
+            raise UsageError(f"{out}: the stream has {len(arrays)} layers and embeddings; "
+                             f"write .npz or .pt, or pick one with --layer / --face")
+        save_tensors(out, arrays)
     if not args.quiet:
-        print(f"{out}: " + ", ".join(f"{k} {tuple(v.shape)} {v.dtype}" for k, v in tensors.items()))
+        parts = [f"{k} {tuple(v.shape)} {v.dtype}" for k, v in arrays.items()]
+        if image_out is not None:
+            parts.append(f"face image {image_out}")
+        print(f"{out or image_out}: " + ", ".join(parts))
+    return EXIT_OK
+
+
+def save_png(path: Path, image: np.ndarray) -> None:
+    try:
+        from PIL import Image
+    except ImportError:
+        raise UsageError("--image needs Pillow: pip install 'refcodec[face]'") from None
+    with atomic_output(path) as tmp:
+        Image.fromarray(image[:, :, 0] if image.shape[2] == 1 else image).save(tmp, format="PNG")
+
+
+def load_image(path: Path, gray: bool = False) -> np.ndarray:
+    """An image file (anything Pillow reads) as H x W x 3 RGB (or x 1 gray) uint8."""
+    if not path.is_file():
+        raise UsageError(f"{path}: no such file")
+    try:
+        from PIL import Image
+    except ImportError:
+        raise UsageError("reading images needs Pillow: pip install 'refcodec[face]'") from None
+    try:
+        with Image.open(path) as img:
+            arr = np.asarray(img.convert("L" if gray else "RGB"), dtype=np.uint8)
+    except Exception as exc:  # noqa: BLE001 - any reader failure is a bad input file
+        raise UsageError(f"{path}: cannot read the image: {exc}") from None
+    return arr[:, :, None] if arr.ndim == 2 else arr
+
+
+def cmd_encode_face(args) -> int:
+    from .face.codec import FaceConfig, FaceInput, face_from_image
+    if Path(args.output).suffix.lower() != ".vfc":
+        raise UsageError(f"{args.output}: output shall end in .vfc")
+    cfg = FaceConfig(face_id=args.face_id, embedding_step=args.embedding_step,
+                     enhancement=args.enhancement, predictor=args.predictor, qp=args.qp,
+                     quality=args.quality, rate=args.rate, preset=args.preset)
+    tensors = load_tensors(Path(args.features), None) if args.features else None
+    image = load_image(Path(args.input))
+    try:
+        from .face import models
+        fm = models.load_face_models()
+    except (ImportError, RuntimeError) as exc:   # dlib or its model files missing
+        raise UsageError(f"face detection and embedding need dlib and its models: pip "
+                         f"install 'refcodec[face]' and run tools/install_eval_assets.sh "
+                         f"({exc})") from None
+    if args.aligned:
+        if image.shape[:2] != (models.CHIP_SIZE, models.CHIP_SIZE):
+            raise UsageError(f"{args.input}: an --aligned face shall be {models.CHIP_SIZE}x"
+                             f"{models.CHIP_SIZE} (dlib's face chip), got "
+                             f"{image.shape[1]}x{image.shape[0]}")
+        face = FaceInput(image=image, embedding=fm.embed(image),
+                         embedder_id=models.EMBEDDER_ID,
+                         embedder_sha256=models.embedder_sha256())
+    else:
+        face = face_from_image(image, detector=args.detector)
+    if args.gray:
+        gray = np.asarray(face.image, dtype=np.float64) @ np.array([0.299, 0.587, 0.114])
+        face = FaceInput(image=np.floor(gray + 0.5).astype(np.uint8)[:, :, None],
+                         embedding=face.embedding, embedder_id=face.embedder_id,
+                         embedder_sha256=face.embedder_sha256)
+    out = Path(args.output)
+    data = encode(tensors, EncoderConfig(qp=args.features_qp), faces=[(face, cfg)])
+    with atomic_output(out) as tmp:
+        tmp.write_bytes(data)
+    if not args.quiet:
+        stream = read_headers(data)
+        f = stream.faces[0]
+        enh = f.enhancement
+        what = "base layer only" if enh is None else (
+            f"{enh.image_width}x{enh.image_height}x{enh.image_channels} image, "
+            f"{enh.texture_codec.name} texture of {len(enh.texture_payload)} bytes, predictor "
+            f"{enh.predictor_id or 'none'}")
+        print(f"{out}: face {f.base.face_id!r}: {f.base.embedding_dim}-d embedding, "
+              f"{len(stream.layers)} layer(s), {what}, {len(data)} bytes")
     return EXIT_OK
 
 
@@ -232,15 +344,47 @@ def stream_info(data: bytes) -> dict:
         }
         layers.append(entry)
     original = sum(e["original_bytes"] for e in layers)
+    faces = [face_info(f) for f in stream.faces]
+    face_bytes = sum(f["base_bytes"] + (f["enhancement"]["enhancement_bytes"]
+                                        if f["enhancement"] else 0) for f in faces)
     return {
         "format_version": f"{h.version_major}.{h.version_minor}",
         "version_major": h.version_major, "version_minor": h.version_minor,
         "profile_idc": h.profile_idc, "level_idc": h.level_idc, "num_layers": h.num_layers,
         "stream_bytes": len(data), "original_bytes": original,
-        "compression_rate": original / len(data),
+        "face_bytes": face_bytes,
+        # of the feature layers: the face units are not part of the coded tensors
+        "compression_rate": original / (len(data) - face_bytes) if original else None,
         "skipped_units": [vars(u) for u in stream.skipped_units],
         "layers": layers,
+        "faces": faces,
     }
+
+
+def face_info(face) -> dict:
+    """The fields of a face's units (``info --json``)."""
+    b, e = face.base, face.enhancement
+    entry = {
+        "face_id": b.face_id, "embedder_id": b.embedder_id,
+        "embedder_sha256": b.embedder_sha256.hex(), "embedding_dim": b.embedding_dim,
+        "embedding_step": b.embedding_step, "eg_order": b.eg_order,
+        "base_bytes": len(bitstream.build_face_base(b)) + UNIT_OVERHEAD,
+        "offset": b.offset, "enhancement": None,
+    }
+    if e is not None:
+        entry["enhancement"] = {
+            "image_height": e.image_height, "image_width": e.image_width,
+            "image_channels": e.image_channels,
+            "predictor_type": e.predictor_type.name.lower(),
+            "predictor_id": e.predictor_id,
+            "predictor_sha256": e.predictor_sha256.hex() if e.predictor_sha256 else None,
+            "residual_min": e.residual_min, "residual_max": e.residual_max,
+            "texture_codec": e.texture_codec.name.lower(), "texture_md5": e.texture_md5.hex(),
+            "len_texture_payload": len(e.texture_payload),
+            "enhancement_bytes": len(bitstream.build_face_enhancement(e)) + UNIT_OVERHEAD,
+            "offset": e.offset,
+        }
+    return entry
 
 
 def cmd_info(args) -> int:
@@ -248,9 +392,12 @@ def cmd_info(args) -> int:
     if args.json:
         print(json.dumps(info, indent=2))
         return EXIT_OK
+    rate = (f", compression rate {info['compression_rate']:.2f}"
+            if info["compression_rate"] is not None else "")
+    faces = f", {len(info['faces'])} face(s)" if info["faces"] else ""
     print(f"{args.input}: VFC {info['format_version']}, profile {info['profile_idc']}, level "
-          f"{info['level_idc']}, {info['num_layers']} layer(s), {info['stream_bytes']} bytes, "
-          f"compression rate {info['compression_rate']:.2f}")
+          f"{info['level_idc']}, {info['num_layers']} layer(s){faces}, {info['stream_bytes']} "
+          f"bytes{rate}")
     for e in info["layers"]:
         params = e["quant_params"]
         shown = ", ".join(f"{k}={v!r}" for k, v in params[0].items())
@@ -269,6 +416,18 @@ def cmd_info(args) -> int:
         print(f"    {e['layer_bytes']} bytes (HEVC {e['len_hevc_payload']}), compression rate "
               f"{e['compression_rate']:.2f}, {e['bits_per_element']:.3f} bits/element, "
               f"sample_md5 {e['sample_md5']}")
+    for f in info["faces"]:
+        print(f"  face {f['face_id']!r}: {f['embedding_dim']}-d embedding of "
+              f"{f['embedder_id']}, step {f['embedding_step']!r}, Exp-Golomb order "
+              f"{f['eg_order']}, base layer {f['base_bytes']} bytes")
+        e = f["enhancement"]
+        if e is None:
+            print("    no enhancement layer")
+            continue
+        print(f"    enhancement: {e['image_width']}x{e['image_height']}x{e['image_channels']} "
+              f"image, predictor {e['predictor_id'] or 'none'}, residual "
+              f"{e['residual_min']}..{e['residual_max']}, {e['texture_codec']} texture, "
+              f"{e['enhancement_bytes']} bytes")
     for u in info["skipped_units"]:
         print(f"  skipped unit type {u['unit_type']} at byte {u['offset']} ({u['length']} bytes)")
     return EXIT_OK
@@ -485,14 +644,53 @@ def build_parser() -> argparse.ArgumentParser:
     enc.add_argument("-q", "--quiet", action="store_true")
     enc.set_defaults(func=cmd_encode)
 
-    dec = sub.add_parser("decode", help="decode a .vfc stream to .npy/.npz/.pt")
+    dec = sub.add_parser("decode", help="decode a .vfc stream to .npy/.npz/.pt (tensors and "
+                         "face embeddings) and optionally a face image")
     dec.add_argument("input")
-    dec.add_argument("-o", "--output", required=True,
-                     help=".npy (one layer), .npz or .pt; bfloat16 is widened to float32 "
-                          "(exactly) in numpy files")
+    dec.add_argument("-o", "--output",
+                     help=".npy (one layer or embedding), .npz or .pt; face embeddings are "
+                          "named embedding:FACE_ID; bfloat16 is widened to float32 (exactly) "
+                          "in numpy files")
     dec.add_argument("--layer", action="append", help="decode only this layer (repeatable)")
+    dec.add_argument("--face", action="append",
+                     help="decode only this face (repeatable; no layers unless --layer)")
+    dec.add_argument("--image", metavar="OUT.png",
+                     help="also reconstruct the face image (base + enhancement layer; needs "
+                          "the stream's predictor) and write it as PNG")
     dec.add_argument("-q", "--quiet", action="store_true")
     dec.set_defaults(func=cmd_decode)
+
+    from .face.codec import FaceConfig
+    fd = FaceConfig()
+    ef = sub.add_parser("encode-face", help="code a face image: base layer (128-d dlib "
+                        "embedding) and enhancement layer (residual texture)")
+    ef.add_argument("input", help="an image file (PNG, JPEG, ...) holding a face")
+    ef.add_argument("-o", "--output", required=True, help="output .vfc file")
+    ef.add_argument("--face-id", default=fd.face_id)
+    ef.add_argument("--embedding-step", type=float, default=fd.embedding_step,
+                    help="quantization step of the embedding (default 1/256)")
+    ef.add_argument("--enhancement", choices=["hevc", "jpeg", "jpeg2000", "none"],
+                    default=fd.enhancement, help="texture codec, or none for the base layer "
+                    "only (default hevc)")
+    ef.add_argument("--predictor", default=fd.predictor,
+                    help=f"predictor network id, or none (default {fd.predictor})")
+    ef.add_argument("--qp", type=int, default=fd.qp, help="HEVC texture QP (default 32)")
+    ef.add_argument("--quality", type=int, default=fd.quality,
+                    help="JPEG texture quality 1..100 (default 50)")
+    ef.add_argument("--rate", type=float, default=fd.rate,
+                    help="JPEG 2000 texture compression ratio (default 40)")
+    ef.add_argument("--preset", default=fd.preset, help="libx265 preset (default medium)")
+    ef.add_argument("--detector", choices=["hog", "cnn"], default="hog",
+                    help="dlib face detector (default hog)")
+    ef.add_argument("--aligned", action="store_true",
+                    help="the input is already a 150x150 aligned face chip: no detection")
+    ef.add_argument("--gray", action="store_true", help="code a 1-channel (luma) face image")
+    ef.add_argument("--features", metavar="TENSORS",
+                    help=".npy/.npz/.pt feature tensors to carry in the same stream")
+    ef.add_argument("--features-qp", type=int, default=22,
+                    help="QP of the feature layers (default 22)")
+    ef.add_argument("-q", "--quiet", action="store_true")
+    ef.set_defaults(func=cmd_encode_face)
 
     inf = sub.add_parser("info", help="print every header field, sizes and compression rate")
     inf.add_argument("input")

@@ -34,6 +34,17 @@ class LayerResult:
 
 
 @dataclasses.dataclass
+class FaceResult:
+    index: int
+    face_id: str
+    offset: int
+    enhancement: bool
+    texture_decoded: bool = False
+    texture_md5_match: bool | None = None
+    predictor_available: bool | None = None
+
+
+@dataclasses.dataclass
 class Report:
     source: str
     stream_bytes: int
@@ -43,6 +54,7 @@ class Report:
     format_version: str | None = None
     decoded: bool = True
     warnings: list[str] = dataclasses.field(default_factory=list)
+    faces: list[FaceResult] = dataclasses.field(default_factory=list)
 
     @property
     def conformant(self) -> bool:
@@ -62,6 +74,7 @@ class Report:
             "violations": [v.to_dict() for v in self.violations],
             "warnings": self.warnings,
             "layers": [dataclasses.asdict(layer) for layer in self.layers],
+            "faces": [dataclasses.asdict(face) for face in self.faces],
         }
 
     def to_json(self) -> str:
@@ -73,8 +86,9 @@ class Report:
         elif self.conformant:
             checked = ("all sample checksums match" if self.decoded
                        else "payloads not decoded")
+            faces = f", {len(self.faces)} face(s)" if self.faces else ""
             head = (f"{self.source}: conformant (VFC {self.format_version}, "
-                    f"{len(self.layers)} layer(s), {checked})")
+                    f"{len(self.layers)} layer(s){faces}, {checked})")
         else:
             n = len(self.violations)
             head = f"{self.source}: NOT CONFORMANT ({n} violation{'s' if n != 1 else ''})"
@@ -114,11 +128,58 @@ def verify(data: bytes, *, source: str = "<bytes>", decode: bool = True,
         result.sample_md5_match = mismatch is None
         if mismatch:
             violations.append(mismatch)
-    version = f"{stream.header.version_major}.{stream.header.version_minor}"
     warnings = []
+    faces = [_check_face(face, decode, backend, violations, warnings) for face in stream.faces]
+    version = f"{stream.header.version_major}.{stream.header.version_minor}"
     if stream.header.version_minor > VERSION_MINOR:
         warnings.append(f"version {version} is newer than this checker's "
                         f"{VERSION_MAJOR}.{VERSION_MINOR}: the stream was checked as a "
                         f"{VERSION_MAJOR}.{VERSION_MINOR} stream, with the fields reserved in "
                         f"{VERSION_MAJOR}.{VERSION_MINOR} not checked (clause 8.1.2)")
-    return Report(source, len(data), True, violations, results, version, decode, warnings)
+    return Report(source, len(data), True, violations, results, version, decode, warnings,
+                  faces)
+
+
+def _check_face(face, decode: bool, backend, violations: list, warnings: list) -> FaceResult:
+    """Check a face's texture (clause 13.4): the HEVC parameter sets, and when decoding, the
+    texture itself against texture_md5.  The predictor is not needed for that: whether this
+    decoder has it is reported, not judged (clause 13.4.4)."""
+    from .enums import PredictorType, TextureCodec
+    from .face import texture
+    from .face.codec import decode_texture_checked
+    enh = face.enhancement
+    result = FaceResult(face.index, face.base.face_id, face.base.offset, enh is not None)
+    if enh is None:
+        return result
+    if enh.predictor_type == PredictorType.NETWORK:
+        from .face import predictor as predictors
+        result.predictor_available = predictors.find_predictor(
+            enh.predictor_id, enh.predictor_sha256) is not None
+        if not result.predictor_available:
+            warnings.append(f"face {face.base.face_id!r}: predictor {enh.predictor_id!r} "
+                            f"(SHA-256 {enh.predictor_sha256.hex()[:16]}...) is not available "
+                            f"here: the texture is checked, the face image cannot be "
+                            f"reconstructed (clause 13.4.4)")
+    path = f"faces[{face.index}].enhancement"
+    if enh.texture_codec == TextureCodec.HEVC:
+        problems = texture.hevc_violations(enh.texture_payload, enh.image_height,
+                                           enh.image_width, enh.image_channels,
+                                           offset=enh.payload_offset,
+                                           path=f"{path}.texture_payload")
+        violations.extend(problems)
+        if any(p.clause in _NO_DECODE for p in problems):
+            return result
+    if not decode:
+        return result
+    try:
+        _, warning = decode_texture_checked(face, backend, check_params=False)
+    except BitstreamError as exc:
+        violations.append(exc)
+        if exc.clause == "13.4.7":
+            result.texture_decoded, result.texture_md5_match = True, False
+        return result
+    result.texture_decoded = True
+    result.texture_md5_match = warning is None
+    if warning:
+        warnings.append(warning)
+    return result

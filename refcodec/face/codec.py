@@ -288,7 +288,8 @@ class DecodedFace:
     warnings: tuple[str, ...] = ()
 
 
-def decode_texture_checked(face: Face, backend=None) -> tuple[np.ndarray, str | None]:
+def decode_texture_checked(face: Face, backend=None,
+                           check_params: bool = True) -> tuple[np.ndarray, str | None]:
     """The decoded texture of a face and, for JPEG / JPEG 2000, a warning when it differs
     from the encoder's (texture_md5); an HEVC mismatch raises (clause 13.4.7)."""
     enh = face.enhancement
@@ -296,7 +297,7 @@ def decode_texture_checked(face: Face, backend=None) -> tuple[np.ndarray, str | 
     tex = texture.decode_texture(enh.texture_payload, enh.texture_codec, enh.image_height,
                                  enh.image_width, enh.image_channels,
                                  offset=enh.payload_offset, path=f"{path}.texture_payload",
-                                 backend=backend)
+                                 backend=backend, check_params=check_params)
     got = texture.texture_md5(tex)
     if got == enh.texture_md5:
         return tex, None

@@ -107,14 +107,17 @@ def hevc_violations(payload: bytes, height: int, width: int, channels: int, *, o
 
 
 def decode_texture(payload: bytes, codec: TextureCodec, height: int, width: int,
-                   channels: int, *, offset: int, path: str, backend=None) -> np.ndarray:
+                   channels: int, *, offset: int, path: str, backend=None,
+                   check_params: bool = True) -> np.ndarray:
     """texture_payload -> H x W x C uint8 texture, with its size and format checked.
 
     ``offset``/``path`` locate texture_payload in the stream for error messages (``path``
-    ends in ``texture_payload``).
+    ends in ``texture_payload``).  ``check_params=False`` skips the clause 10 checks of an
+    HEVC texture (for a caller that made them already).
     """
     if codec == TextureCodec.HEVC:
-        problems = hevc_violations(payload, height, width, channels, offset=offset, path=path)
+        problems = hevc_violations(payload, height, width, channels, offset=offset,
+                                   path=path) if check_params else []
         if problems:
             raise problems[0]
         from ..hevc import default_backend
@@ -127,9 +130,10 @@ def decode_texture(payload: bytes, codec: TextureCodec, height: int, width: int,
     try:
         img = image_cls.open(io.BytesIO(payload), formats=[PIL_FORMATS[codec]])
     except Exception as exc:  # noqa: BLE001 - Pillow raises many types on bad data
-        raise SyntaxViolation(f"texture_payload is not a {name} stream: "
-                              f"{type(exc).__name__}: {exc}", clause="13.4.8", offset=offset,
-                              path=path) from None
+        detail = "" if isinstance(exc, image_cls.UnidentifiedImageError) else \
+            f": {type(exc).__name__}: {exc}"
+        raise SyntaxViolation(f"texture_payload is not a {name} stream{detail}",
+                              clause="13.4.8", offset=offset, path=path) from None
     want_mode = "L" if channels == 1 else "RGB"
     if img.size != (width, height):
         raise ConformanceViolation(

@@ -19,7 +19,7 @@ import construct
 
 from . import syntax
 from .enums import (ALLOWED_BIT_DEPTHS, ALLOWED_IMAGE_CHANNELS, DTYPE_INFO, LEVELS,
-                    UNIT_SKIPPABLE, Level, PackingType, PadMode, PayloadCodec, PredictorType,
+                    UNIT_SKIPPABLE, Embedder, Level, PackingType, PadMode, PayloadCodec, PredictorType,
                     Profile, QuantizerType, SourceDtype, SourceLayout, TextureCodec, UnitType)
 from .errors import (BitstreamError, ConformanceViolation, SyntaxViolation,
                      UnsupportedFeature)
@@ -110,8 +110,8 @@ def build_layer_data(sample_md5: bytes, hevc_payload: bytes) -> bytes:
 
 def build_face_base(b: FaceBase) -> bytes:
     return syntax.face_base.build(dict(
-        face_id=b.face_id.encode("utf-8"), embedder_id=b.embedder_id.encode("utf-8"),
-        embedder_sha256=b.embedder_sha256, embedding_dim=b.embedding_dim,
+        face_id=b.face_id.encode("utf-8"), embedder_idc=int(b.embedder_idc),
+        embedding_dim=b.embedding_dim,
         embedding_step=b.embedding_step, eg_order=b.eg_order,
         embedding_payload=entropy.write_levels(b.levels, b.eg_order)))
 
@@ -419,8 +419,9 @@ class _Reader:
             self.fail(ConformanceViolation, "13.3.1",
                       f"face_id {face_id!r} shall be unique among the faces of the stream",
                       at("face_id"), f"{path}.face_id")
-        embedder_id = self._text(c.embedder_id, "embedder_id", "13.3.2", at("embedder_id"),
-                                 f"{path}.embedder_id")
+        if c.embedder_idc not in Embedder.__members__.values():
+            self.stop(UnsupportedFeature, "13.3.2", f"embedder_idc {c.embedder_idc} is reserved",
+                      at("embedder_idc"), f"{path}.embedder_idc")
         dim = c.embedding_dim
         if dim < 1:
             self.stop(ConformanceViolation, "13.3.3", "embedding_dim shall be at least 1, got 0",
@@ -445,8 +446,7 @@ class _Reader:
             self.stop(SyntaxViolation, exc.clause, exc.message, start + exc.bit // 8,
                       f"{path}.embedding_payload")
         self.face_bases.append(FaceBase(
-            face_id=face_id, embedder_id=embedder_id,
-            embedder_sha256=bytes(c.embedder_sha256), embedding_dim=dim,
+            face_id=face_id, embedder_idc=Embedder(c.embedder_idc), embedding_dim=dim,
             embedding_step=c.embedding_step, eg_order=c.eg_order, levels=levels,
             offset=unit_pos, payload_offset=start))
 

@@ -22,7 +22,7 @@ import numpy as np
 from . import FORMAT_VERSION, __version__, bitstream
 from .codec import EncoderConfig, decode, encode, read_headers
 from .face.codec import decode_faces
-from .enums import DTYPE_INFO
+from .enums import DTYPE_INFO, Embedder
 from .metrics.rate import layer_coded_bytes
 from .syntax import UNIT_OVERHEAD
 from .errors import EncoderInputError, RefcodecError
@@ -278,15 +278,13 @@ def cmd_encode_face(args) -> int:
                              f"{models.CHIP_SIZE} (dlib's face chip), got "
                              f"{image.shape[1]}x{image.shape[0]}")
         face = FaceInput(image=image, embedding=fm.embed(image),
-                         embedder_id=models.EMBEDDER_ID,
-                         embedder_sha256=models.embedder_sha256())
+                         embedder=Embedder.DLIB_RESNET_V1)
     else:
         face = face_from_image(image, detector=args.detector)
     if args.gray:
         gray = np.asarray(face.image, dtype=np.float64) @ np.array([0.299, 0.587, 0.114])
         face = FaceInput(image=np.floor(gray + 0.5).astype(np.uint8)[:, :, None],
-                         embedding=face.embedding, embedder_id=face.embedder_id,
-                         embedder_sha256=face.embedder_sha256)
+                         embedding=face.embedding, embedder=face.embedder)
     out = Path(args.output)
     data = encode(tensors, EncoderConfig(qp=args.features_qp), faces=[(face, cfg)])
     with atomic_output(out) as tmp:
@@ -365,8 +363,8 @@ def face_info(face) -> dict:
     """The fields of a face's units (``info --json``)."""
     b, e = face.base, face.enhancement
     entry = {
-        "face_id": b.face_id, "embedder_id": b.embedder_id,
-        "embedder_sha256": b.embedder_sha256.hex(), "embedding_dim": b.embedding_dim,
+        "face_id": b.face_id, "embedder_idc": int(b.embedder_idc),
+        "embedder": b.embedder_idc.name.lower(), "embedding_dim": b.embedding_dim,
         "embedding_step": b.embedding_step, "eg_order": b.eg_order,
         "base_bytes": len(bitstream.build_face_base(b)) + UNIT_OVERHEAD,
         "offset": b.offset, "enhancement": None,
@@ -418,7 +416,7 @@ def cmd_info(args) -> int:
               f"sample_md5 {e['sample_md5']}")
     for f in info["faces"]:
         print(f"  face {f['face_id']!r}: {f['embedding_dim']}-d embedding of "
-              f"{f['embedder_id']}, step {f['embedding_step']!r}, Exp-Golomb order "
+              f"{f['embedder']}, step {f['embedding_step']!r}, Exp-Golomb order "
               f"{f['eg_order']}, base layer {f['base_bytes']} bytes")
         e = f["enhancement"]
         if e is None:

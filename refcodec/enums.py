@@ -76,6 +76,14 @@ class PayloadCodec(enum.IntEnum):
     HEVC = 0
 
 
+class Embedder(enum.IntEnum):
+    """embedder_idc (clause 13.3.2): the network whose embedding space face_base carries.
+    2..255 are reserved."""
+
+    UNSPECIFIED = 0     # agreed by the application, not signalled
+    DLIB_RESNET_V1 = 1  # dlib's dlib_face_recognition_resnet_model_v1 (128-d)
+
+
 class PredictorType(enum.IntEnum):
     """predictor_type (clause 13.4.3).  2..255 are reserved."""
 

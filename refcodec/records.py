@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 
-from .enums import (PackingType, PadMode, PayloadCodec, PredictorType, QuantizerType,
+from .enums import (Embedder, PackingType, PadMode, PayloadCodec, PredictorType, QuantizerType,
                     SourceDtype, SourceLayout, TextureCodec)
 from .packing import Layout
 
@@ -134,8 +134,7 @@ class FaceBase:
     """
 
     face_id: str
-    embedder_id: str
-    embedder_sha256: bytes
+    embedder_idc: Embedder
     embedding_dim: int
     embedding_step: float
     eg_order: int

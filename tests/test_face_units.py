@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 import refcodec
 from refcodec import bitstream, syntax
 from refcodec.bitstream import build_stream, parse_stream
-from refcodec.enums import LEVELS, PredictorType, TextureCodec, UnitType
+from refcodec.enums import LEVELS, Embedder, PredictorType, TextureCodec, UnitType
 from refcodec.errors import (BitstreamError, ConformanceViolation, EncoderInputError,
                              SyntaxViolation, UnsupportedFeature)
 from refcodec.face import entropy
@@ -26,7 +26,7 @@ SHA = bytes(range(32))
 
 
 def base(face_id="face0", levels=(3, -1, 0, 7), step=0.125, order=1, **kw) -> FaceBase:
-    fields = dict(face_id=face_id, embedder_id="test-embedder", embedder_sha256=SHA,
+    fields = dict(face_id=face_id, embedder_idc=Embedder.DLIB_RESNET_V1,
                   embedding_dim=len(levels), embedding_step=step, eg_order=order,
                   levels=tuple(levels), offset=0, payload_offset=0)
     fields.update(kw)
@@ -195,8 +195,8 @@ def faces(draw):
         levels = draw(st.lists(st.integers(-5000, 5000), min_size=1, max_size=130))
         step = entropy.as_step(draw(st.sampled_from([1e-3, 0.5, 3.0, 2.0 ** -20])))
         b = base(name, levels, step=step,
-                 order=draw(st.integers(0, 6)), embedder_id=draw(ids),
-                 embedder_sha256=draw(st.binary(min_size=32, max_size=32)))
+                 order=draw(st.integers(0, 6)),
+                 embedder_idc=draw(st.sampled_from(list(Embedder))))
         enh = None
         if draw(st.booleans()):
             ptype = draw(st.sampled_from(list(PredictorType)))
@@ -261,7 +261,7 @@ def test_face_and_layer_streams_keep_their_versions():
     x = np.arange(2 * 16 * 16, dtype=np.float32).reshape(1, 2, 16, 16)
     plain = refcodec.encode(x)
     assert refcodec.read_headers(plain).header.version_minor == 0
-    face = FaceInput(np.zeros((16, 16, 1), np.uint8), np.zeros(4, np.float32), "e")
+    face = FaceInput(np.zeros((16, 16, 1), np.uint8), np.zeros(4, np.float32))
     data = refcodec.encode(x, faces=[(face, FaceConfig(enhancement="none"))])
     s = refcodec.read_headers(data)
     assert s.header.version_minor == 1 and len(s.layers) == 1 and len(s.faces) == 1
@@ -299,7 +299,8 @@ def test_face_and_layer_streams_keep_their_versions():
      ConformanceViolation),
     (lambda d: face_stream(Face(0, base()), Face(1, base())), "13.3.1", ConformanceViolation),
     (lambda d: face_stream(Face(0, base(face_id="\x01")),), "13.3.1", ConformanceViolation),
-    (lambda d: face_stream(Face(0, base(embedder_id="")),), "13.3.2", ConformanceViolation),
+    (lambda d: patch(d, UnitType.FACE_BASE, "embedder_idc", b"\x02"), "13.3.2",
+     UnsupportedFeature),
     (lambda d: face_stream(Face(0, base(), enhancement(texture_payload=b""))), "13.4.8",
      ConformanceViolation),
     (lambda d: face_stream(*[Face(i, base(f"f{i}")) for i in range(17)]), "11.2",
@@ -324,7 +325,7 @@ def test_face_unit_violation_messages_and_positions():
     err = error_of(patch(data, UnitType.FACE_BASE, "eg_order", b"\x19"))
     _, pos, payload_pos = units(data)[0]
     assert str(err) == (f"[13.3.5] eg_order shall be at most 24, got 25 "
-                        f"(byte {payload_pos + 1 + 5 + 1 + 13 + 32 + 2 + 4}, "
+                        f"(byte {payload_pos + 1 + 5 + 1 + 2 + 4}, "
                         f"faces[0].base.eg_order)")
     err = error_of(patch(data, UnitType.FACE_ENHANCEMENT, "texture_codec", b"\x03"))
     assert err.path == "faces[0].enhancement.texture_codec"
@@ -372,7 +373,7 @@ def face_input():
     y, x = np.mgrid[0:40, 0:48]
     img = np.stack([(x * 5) % 256, (y * 6) % 256, (x + y) * 2 % 256], -1)
     img = np.clip(img + rng.integers(-8, 9, img.shape), 0, 255).astype(np.uint8)
-    return FaceInput(img, (rng.normal(size=128) * 0.1).astype(np.float32), "test-embedder")
+    return FaceInput(img, (rng.normal(size=128) * 0.1).astype(np.float32))
 
 
 @pytest.mark.hevc
@@ -446,9 +447,9 @@ def test_unknown_predictor_refused_only_for_the_image(face_input):
 
 def test_encoder_input_errors(face_input):
     with pytest.raises(EncoderInputError):
-        FaceInput(np.zeros((4, 4, 2), np.uint8), np.zeros(3, np.float32), "e")
+        FaceInput(np.zeros((4, 4, 2), np.uint8), np.zeros(3, np.float32))
     with pytest.raises(EncoderInputError, match="NaN"):
-        FaceInput(np.zeros((4, 4, 3), np.uint8), np.array([np.nan], np.float32), "e")
+        FaceInput(np.zeros((4, 4, 3), np.uint8), np.array([np.nan], np.float32))
     with pytest.raises(EncoderInputError):
         FaceConfig(embedding_step=0)
     with pytest.raises(EncoderInputError):

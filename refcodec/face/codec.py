@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from .. import bitstream
-from ..enums import ALLOWED_IMAGE_CHANNELS, PredictorType, TextureCodec
+from ..enums import ALLOWED_IMAGE_CHANNELS, Embedder, PredictorType, TextureCodec
 from ..errors import ConformanceViolation, EncoderInputError, UnsupportedFeature
 from ..records import Face, FaceBase, FaceEnhancement, Stream
 from . import entropy, texture
@@ -103,14 +103,12 @@ class FaceInput:
 
     image            H x W x C uint8 (C = 1 or 3, RGB)
     embedding        (dim,) float32, computed from the pristine image
-    embedder_id      name of the embedding network (carried in the stream)
-    embedder_sha256  SHA-256 of its weights (32 bytes; zeros when unknown)
+    embedder         the embedding network (embedder_idc, clause 13.3.2)
     """
 
     image: np.ndarray
     embedding: np.ndarray
-    embedder_id: str
-    embedder_sha256: bytes = bytes(32)
+    embedder: Embedder = Embedder.UNSPECIFIED
 
     def __post_init__(self):
         img = np.asarray(self.image)
@@ -128,9 +126,11 @@ class FaceInput:
                                     f"values, got {emb.shape} {emb.dtype}")
         if not np.all(np.isfinite(emb)):
             raise EncoderInputError("the embedding holds NaN or infinite values")
-        check_id(self.embedder_id, "embedder_id")
-        if not isinstance(self.embedder_sha256, bytes) or len(self.embedder_sha256) != 32:
-            raise EncoderInputError("embedder_sha256 shall be 32 bytes")
+        if self.embedder not in Embedder.__members__.values():
+            raise EncoderInputError(f"embedder shall be one of "
+                                    f"{', '.join(e.name for e in Embedder)}, "
+                                    f"got {self.embedder!r}")
+        object.__setattr__(self, "embedder", Embedder(self.embedder))
         object.__setattr__(self, "image", np.ascontiguousarray(img))
         object.__setattr__(self, "embedding", emb.astype(np.float32))
 
@@ -144,8 +144,7 @@ def face_from_image(image: np.ndarray, *, detector: str = "hog") -> FaceInput:
     if not boxes:
         raise EncoderInputError("no face found in the image")
     chip = fm.chip(image, boxes[0])
-    return FaceInput(image=chip, embedding=fm.embed(chip), embedder_id=models.EMBEDDER_ID,
-                     embedder_sha256=models.embedder_sha256())
+    return FaceInput(image=chip, embedding=fm.embed(chip), embedder=Embedder.DLIB_RESNET_V1)
 
 
 # ------------------------------------------------------------------------------------
@@ -237,8 +236,8 @@ def encode_face(face: FaceInput, cfg: FaceConfig | None = None, *, index: int = 
     except ValueError as exc:
         raise EncoderInputError(f"face {cfg.face_id!r}: {exc}") from None
     order = entropy.best_order(levels)
-    base = FaceBase(face_id=cfg.face_id, embedder_id=face.embedder_id,
-                    embedder_sha256=face.embedder_sha256, embedding_dim=int(levels.size),
+    base = FaceBase(face_id=cfg.face_id, embedder_idc=face.embedder,
+                    embedding_dim=int(levels.size),
                     embedding_step=step, eg_order=order, levels=tuple(int(v) for v in levels),
                     offset=0, payload_offset=0)
     if cfg.enhancement == "none":
@@ -283,7 +282,7 @@ class DecodedFace:
 
     face_id: str
     embedding: np.ndarray            # (embedding_dim,) float32
-    embedder_id: str
+    embedder: Embedder
     image: np.ndarray | None = None  # H x W x C uint8
     warnings: tuple[str, ...] = ()
 
@@ -316,12 +315,12 @@ def decode_face(face: Face, *, image: bool = True, backend=None) -> DecodedFace:
     b = face.base
     embedding = entropy.dequantize(b.levels, b.embedding_step)
     if not image or face.enhancement is None:
-        return DecodedFace(b.face_id, embedding, b.embedder_id)
+        return DecodedFace(b.face_id, embedding, b.embedder_idc)
     enh = face.enhancement
     pred = prediction_of(enh, embedding, face.index)   # before decoding the texture
     tex, warning = decode_texture_checked(face, backend)
     out = reconstruct_image(pred, denormalize_texture(tex, enh.residual_min, enh.residual_max))
-    return DecodedFace(b.face_id, embedding, b.embedder_id, out,
+    return DecodedFace(b.face_id, embedding, b.embedder_idc, out,
                        (warning,) if warning else ())
 
 

@@ -129,9 +129,7 @@ layer_data = Struct(
 face_base = Struct(
     "len_face_id" / Rebuild(Int8ub, len_(this.face_id)) * "13.3.1",
     "face_id" / Bytes(this.len_face_id) * "13.3.1",
-    "len_embedder_id" / Rebuild(Int8ub, len_(this.embedder_id)) * "13.3.2",
-    "embedder_id" / Bytes(this.len_embedder_id) * "13.3.2",
-    "embedder_sha256" / Bytes(32) * "13.3.2",
+    "embedder_idc" / Int8ub * "13.3.2",
     "embedding_dim" / Int16ub * "13.3.3",
     "embedding_step" / Float32b * "13.3.4",
     "eg_order" / Int8ub * "13.3.5",

@@ -60,6 +60,7 @@ import numpy as np
 
 import refcodec
 from refcodec import codec
+from refcodec.face.codec import decode_faces
 from refcodec.errors import BitstreamError
 from refcodec.verify import verify
 
@@ -744,6 +745,21 @@ def build_corpus(conformance_dir: Path | None = CONFORMANCE_DIR,
          refcodec.encode({"l": f((1, 2, 16, 16))},
                          C(quantizer="uniform", bit_depth=10, lossless=True, **fast))),
     ]
+    from refcodec.face.codec import FaceConfig, FaceInput
+    img = np.clip(f((1, 3, 24, 32))[0].transpose(1, 2, 0) * 40, 0, 255).astype(np.uint8)
+    emb = (rng.standard_normal(128) * 0.09).astype(np.float32)
+    face = FaceInput(img, emb)
+    out += [
+        ("face_jpeg_and_layer",
+         refcodec.encode({"conv": f((1, 2, 16, 16))}, C(**fast),
+                         faces=[(face, FaceConfig(enhancement="jpeg", predictor="none"))])),
+        ("faces_hevc_gray_jpeg2000_base",
+         refcodec.encode(None, faces=[
+             (FaceInput(img[:16, :16, :1], emb[:40]),
+              FaceConfig(face_id="g", predictor="none", preset="ultrafast")),
+             (face, FaceConfig(face_id="j2k", enhancement="jpeg2000", predictor="none")),
+             (face, FaceConfig(face_id="base", enhancement="none", embedding_step=0.01))])),
+    ]
     s = refcodec.read_headers(out[0][1])
     out.append(("skippable_unit", bitstream.build_stream(
         s.header, [(x.header, x.sample_md5, x.hevc_payload) for x in s.layers],
@@ -873,6 +889,11 @@ def check_case(data: bytes, *, decode: bool, reference: dict | None = None,
 
     # 3. decoding
     if decode:
+        faces, face_err = call("decode_faces", lambda: decode_faces(data))
+        if face_err is not None:
+            refused("decode_faces", face_err)
+        elif stream is not None and list(faces) != [f.base.face_id for f in stream.faces]:
+            bad.append(("silently-wrong", f"decode_faces returned faces {list(faces)}"))
         out, derr = call("decode", lambda: refcodec.decode(data))
         full, ferr = call("verify", lambda: verify(data))
         if ferr is not None:
@@ -894,8 +915,12 @@ def check_case(data: bytes, *, decode: bool, reference: dict | None = None,
             outcomes.append("decode: ok (same tensors as the seed)" if same
                             else "decode: ok (other tensors, sample_md5 matched)")
             if full is not None and not full.conformant:
-                bad.append(("inconsistent", f"decode succeeded but verify reports "
-                                            f"{[_key(v) for v in full.violations]}"))
+                # decode() decodes the feature layers only: a face's violation shall make
+                # decode_faces() refuse instead
+                faced = [v for v in full.violations if (v.path or "").startswith("faces[")]
+                if len(faced) < len(full.violations) or face_err is None:
+                    bad.append(("inconsistent", f"decode succeeded but verify reports "
+                                                f"{[_key(v) for v in full.violations]}"))
             _check_decoded(data, out, bad)
     if trace_limit is not None:
         peak = tracemalloc.get_traced_memory()[1]

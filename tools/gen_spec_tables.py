@@ -217,7 +217,7 @@ def render_expr(e, *, top: bool = True) -> str:
 # ----------------------------------------------------------------------------------------
 
 _FORMATS = {">B": "u(8)", ">H": "u(16)", ">L": "u(32)", ">I": "u(32)", ">Q": "u(64)",
-            ">f": "f32"}
+            ">h": "i(16)", ">f": "f32"}
 
 
 @dataclasses.dataclass
@@ -263,7 +263,7 @@ def scalar_descriptor(con, *, in_bits: bool) -> str | None:
             raise UnknownConstruct(f"byte field {con.fmtstr!r} inside a BitStruct")
         if con.fmtstr not in _FORMATS:
             raise UnknownConstruct(f"FormatField {con.fmtstr!r} (only big-endian unsigned "
-                                   f"integers and binary32 are defined)")
+                                   f"integers, the signed i(16) and binary32 are defined)")
         return _FORMATS[con.fmtstr]
     if type(con) is construct.Flag.__class__ or con is construct.Flag:
         if not in_bits:
@@ -472,6 +472,9 @@ ENUM_FIELDS = {
     "PackingType": ("layer_header", "packing_type"),
     "PadMode": ("layer_header", "pad_mode"),
     "PayloadCodec": ("layer_header", "payload_codec"),
+    "Embedder": ("face_base", "embedder_idc"),
+    "PredictorType": ("face_enhancement", "predictor_type"),
+    "TextureCodec": ("face_enhancement", "texture_codec"),
 }
 
 

@@ -205,9 +205,9 @@ def reported_clause_ids(code_dir: Path = CODE_DIR) -> tuple[dict[str, set[str]],
     A clause reaches an error as the ``clause=`` keyword of a call, or as the argument bound
     to a parameter named ``clause`` of a helper defined in the code (found by scope: a method
     of the caller's class for ``self.f(...)``, else an enclosing or module-level def, or the
-    ``__init__`` of a class defined there), or as that parameter's default.  A variable is followed through its assignments in the
-    enclosing functions; a parameter (or ``exc.clause``) just forwards a clause reported
-    elsewhere.
+    ``__init__`` of a class defined there), or as that parameter's default.  A variable is
+    followed through its assignments in the enclosing functions; a parameter (or
+    ``exc.clause``) just forwards a clause reported elsewhere.
     """
     found: dict[str, set[str]] = {}
     unresolved: list[str] = []

@@ -44,20 +44,27 @@ import ml_dtypes
 import numpy as np
 
 from . import FORMAT_VERSION, __version__, bitstream
+from . import syntax as vfc_syntax
 from .codec import (NUMPY_DTYPES, EncoderConfig, decode, decode_samples, encode, read_headers,
                     reconstruct)
-from .enums import (DTYPE_INFO, LEVELS, PackingType, QuantizerType, SourceDtype, SourceLayout,
-                    UnitType)
+from .enums import (DTYPE_INFO, LEVELS, Embedder, PackingType, PredictorType, QuantizerType,
+                    SourceDtype, SourceLayout, TextureCodec, UnitType)
 from .errors import BitstreamError, RefcodecError
+from .face import entropy
+from .face import texture as face_texture
+from .face.codec import FaceConfig, FaceInput, decode_faces, decode_texture_checked
 from .hevc import params as hevc_params
 from .hevc.annexb import (PPS_NUT, SPS_NUT, VPS_NUT, emulation_prevention, join_nal_units,
                           nal_unit_type, rbsp, split_nal_units)
 from .records import Layer, QuantParams, Stream, StreamHeader
-from .syntax import STREAM_HEADER_SIZE, UNIT_OVERHEAD, UNIT_PREFIX
+from .syntax import STREAM_HEADER_SIZE, UNIT_OVERHEAD, UNIT_PREFIX, VERSION_MINOR
 from .verify import verify
 
 #: Version of the manifest layout (conformance/README.md); raised on incompatible changes.
-SCHEMA_VERSION = 1
+#: 2 added the faces of format 1.1 (a runner of version 1 would not check them).
+SCHEMA_VERSION = 2
+#: Manifest versions the runner reads (a version 1 manifest has no faces).
+READABLE_SCHEMA_VERSIONS = (1, 2)
 DEFAULT_SUITE_NAME = "vfc-conformance"
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 
@@ -75,6 +82,9 @@ DTYPE_NAMES = {"float32": SourceDtype.FLOAT32, "float16": SourceDtype.FLOAT16,
                "bfloat16": SourceDtype.BFLOAT16}
 DATA_KINDS = ("relu", "gaussian", "constant", "integer", "ramp")
 EXTRA_UNITS = ("", "skippable")
+#: Values of the ``face`` column: no face, a base layer only, or the enhancement layer's
+#: texture codec.
+FACE_KINDS = ("", "base", "hevc", "jpeg", "jpeg2000")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,6 +95,12 @@ class Features:
     ids ``<name>.0``, ``<name>.1``, ... with data seeds ``seed``, ``seed + 1``, ...  For a
     stream coded from the user's tensors (``--tensors``) ``data`` is ``file:<name>`` and the
     shape columns are 0 (the shapes are those of the tensors).
+
+    ``face`` adds ``faces`` synthetic faces (``synthetic_face``; face ids ``face0``,
+    ``face1``, ..., seeds ``seed``, ``seed + 1``, ...): ``base`` codes the embedding only,
+    ``hevc``/``jpeg``/``jpeg2000`` also the image's residual texture with that codec, with
+    ``face_channels`` image channels, the HEVC texture QP ``face_qp`` and the predictor
+    ``predictor`` (``none``: the control, no prediction).  ``layers`` may then be 0.
     """
 
     name: str
@@ -110,6 +126,11 @@ class Features:
     preset: str = "medium"
     extra_unit: str = ""
     future_minor: bool = False
+    face: str = ""
+    faces: int = 1
+    face_channels: int = 3
+    face_qp: int = 32
+    predictor: str = "none"
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
@@ -130,7 +151,8 @@ class Features:
 
 
 FEATURE_COLUMNS = tuple(f.name for f in dataclasses.fields(Features))
-_INT_COLUMNS = {"batch", "channels", "height", "width", "bit_depth", "qp", "layers", "seed"}
+_INT_COLUMNS = {"batch", "channels", "height", "width", "bit_depth", "qp", "layers", "seed",
+                "faces", "face_channels", "face_qp"}
 _BOOL_COLUMNS = {"per_channel", "lossless", "future_minor"}
 
 
@@ -200,8 +222,30 @@ def _validate(f: Features, where: str) -> None:
             bad(f"data shall be one of {', '.join(DATA_KINDS)}, got {f.data!r}")
     if f.dtype not in DTYPE_NAMES:
         bad(f"dtype shall be one of {', '.join(DTYPE_NAMES)}, got {f.dtype!r}")
-    if not 1 <= f.layers <= 256:
-        bad(f"layers shall be in 1..256, got {f.layers}")
+    if not (0 if f.face else 1) <= f.layers <= 256:
+        bad(f"layers shall be in {0 if f.face else 1}..256, got {f.layers}"
+            + ("" if f.face or f.layers else " (0 only with a face)"))
+    if f.face not in FACE_KINDS:
+        bad(f"face shall be empty or one of {', '.join(FACE_KINDS[1:])}, got {f.face!r}")
+    if f.face:
+        if tensors_mode:
+            bad("faces cannot be added to given tensors")
+        if not 1 <= f.faces <= LEVELS[max(LEVELS)].max_faces:
+            bad(f"faces shall be in 1..{LEVELS[max(LEVELS)].max_faces}, got {f.faces}")
+        if f.face_channels not in (1, 3):
+            bad(f"face_channels shall be 1 or 3, got {f.face_channels}")
+        if f.predictor != "none":
+            if f.face == "base":
+                bad("predictor applies to an enhancement layer; face base has none")
+            from .face import predictor as predictors
+            shipped = predictors.shipped_predictors()
+            if f.predictor not in shipped:
+                bad(f"predictor {f.predictor!r} is not shipped with refcodec (shipped: "
+                    f"{', '.join(sorted(shipped)) or 'none'}); use a shipped one or 'none'")
+        try:
+            face_config(f, 0)
+        except RefcodecError as exc:
+            bad(str(exc))
     if f.extra_unit not in EXTRA_UNITS:
         bad(f"extra_unit shall be empty or 'skippable', got {f.extra_unit!r}")
     if f.tile_grid and not re.fullmatch(r"[0-9]+x[0-9]+", f.tile_grid):
@@ -338,6 +382,58 @@ def feature_tensors(f: Features) -> dict[str, np.ndarray]:
                       f.seed + i)
         out[f"{f.name}.{i}"] = x.transpose(0, 2, 3, 1).copy() if f.layout == "NHWC" else x
     return out
+
+
+#: Side of the synthetic face images: dlib's aligned face chip is 150 x 150.
+FACE_SIZE = 150
+#: Size and scale of the synthetic embeddings: dlib's ResNet gives 128 values of about this
+#: standard deviation.
+EMBEDDING_DIM = 128
+EMBEDDING_SD = 0.09
+
+
+def synthetic_face(seed: int, channels: int = 3) -> FaceInput:
+    """A deterministic face to code: a FACE_SIZE x FACE_SIZE cartoon face and a random
+    embedding; neither needs dlib (the streams test the bitstream, not the embedder).
+
+    With numpy's ``default_rng(seed)``: five colours uniform in 20..235 (background, face,
+    eyes, mouth, nose), the face centre moved by up to 6 samples each way, then the
+    embedding: EMBEDDING_DIM values, normal with mean 0 and standard deviation EMBEDDING_SD.
+    The image is flat regions: an ellipse (the face) on the background with two elliptic
+    eyes, a vertical bar (nose) and a horizontal bar (mouth); sample (y, x) is tested at its
+    centre (y + 0.5, x + 0.5).  One channel: the luma 0.299 R + 0.587 G + 0.114 B.  Samples
+    are rounded half up to integers.  The embedder is signalled as dlib's ResNet (its scale).
+    """
+    rng = np.random.default_rng(seed)
+    colours = rng.uniform(20.0, 235.0, (5, 3))
+    cy, cx = FACE_SIZE / 2 + rng.uniform(-6.0, 6.0, 2)
+    y, x = np.mgrid[0:FACE_SIZE, 0:FACE_SIZE] + 0.5
+    image = np.empty((FACE_SIZE, FACE_SIZE, 3))
+    image[:] = colours[0]
+    image[((y - cy) / 58) ** 2 + ((x - cx) / 45) ** 2 <= 1] = colours[1]
+    for side in (-1, 1):
+        image[((y - cy + 15) / 6) ** 2 + ((x - cx - side * 17) / 9) ** 2 <= 1] = colours[2]
+    image[(np.abs(y - cy - 28) <= 4) & (np.abs(x - cx) <= 16)] = colours[3]
+    image[(np.abs(x - cx) <= 3) & (y > cy - 8) & (y < cy + 12)] = colours[4]
+    if channels == 1:
+        image = (image @ np.array([0.299, 0.587, 0.114]))[:, :, None]
+    image = np.clip(np.floor(image + 0.5), 0, 255).astype(np.uint8)
+    embedding = (rng.standard_normal(EMBEDDING_DIM) * EMBEDDING_SD).astype(np.float32)
+    return FaceInput(image=image, embedding=embedding, embedder=Embedder.DLIB_RESNET_V1)
+
+
+def face_config(f: Features, index: int) -> FaceConfig:
+    """The face encoder's settings for face ``index`` of a features row."""
+    return FaceConfig(face_id=f"face{index}", enhancement=f.face if f.face != "base" else "none",
+                      predictor=f.predictor, qp=f.face_qp, preset=f.preset)
+
+
+def feature_faces(f: Features) -> list[tuple[FaceInput, FaceConfig]]:
+    """The faces of a features row: face i from seed + i."""
+    if not f.face:
+        return []
+    return [(synthetic_face(f.seed + i, f.face_channels), face_config(f, i))
+            for i in range(f.faces)]
 
 
 # ------------------------------------------------------------------------------------
@@ -627,7 +723,10 @@ def _is_lossless(layer: Layer) -> bool:
 @dataclasses.dataclass(frozen=True)
 class Alteration:
     """One way of breaking a valid stream.  ``target`` is the clause id the reference
-    decoder reports first; ``requires`` says which base streams it applies to."""
+    decoder reports first; ``requires`` says which base streams it applies to, beyond
+    ``scope``: ``layer`` alterations need a feature layer, ``face`` ones a face.
+    ``verify_warns``: verify finds the altered stream conformant and only warns, naming the
+    clause (a decoder's limit, not a fault of the stream: clause 13.4.4)."""
 
     kind: str
     target: str
@@ -635,15 +734,29 @@ class Alteration:
     apply: Callable[[bytes, Stream], bytes]
     applies: Callable[[Stream], bool]
     requires: str
+    scope: str = "layer"
+    verify_warns: bool = False
+
+    def fits(self, s: Stream) -> bool:
+        """Whether the alteration applies to the (plain) stream ``s``."""
+        if not (s.faces if self.scope == "face" else s.layers):
+            return False
+        return bool(self.applies(s))
+
+    @property
+    def needs(self) -> str:
+        return self.requires or ("a face" if self.scope == "face" else "a feature layer")
 
 
 ALTERATIONS: dict[str, Alteration] = {}
 
 
 def _alteration(kind: str, target: str, purpose: str, requires: str = "",
-                applies: Callable[[Stream], bool] = lambda s: True):
+                applies: Callable[[Stream], bool] = lambda s: True, scope: str = "layer",
+                verify_warns: bool = False):
     def register(fn):
-        ALTERATIONS[kind] = Alteration(kind, target, purpose, fn, applies, requires)
+        ALTERATIONS[kind] = Alteration(kind, target, purpose, fn, applies, requires, scope,
+                                       verify_warns)
         return fn
     return register
 
@@ -1001,6 +1114,135 @@ _alteration("hevc_lossless_implicit_rdpcm", "10.7",
         _payload0(s), {"implicit_rdpcm_enabled_flag": 1})))
 
 
+# -- face units (clause 13) --
+_FACE_STRUCTS = {UnitType.FACE_BASE: vfc_syntax.face_base,
+                 UnitType.FACE_ENHANCEMENT: vfc_syntax.face_enhancement}
+UNKNOWN_PREDICTOR_ID = "vfc-conformance-unknown-predictor"
+UNKNOWN_PREDICTOR_SHA256 = hashlib.sha256(b"VFC conformance: a predictor no decoder has").digest()
+
+
+def _face_fields(data: bytes, unit: _Unit) -> dict:
+    fields = _FACE_STRUCTS[unit.unit_type].parse(data[unit.payload])
+    return {k: v for k, v in fields.items() if not k.startswith("_")}
+
+
+def _patch_face(data: bytes, unit_type: int, name: str, value: bytes, index: int = 0) -> bytes:
+    """Overwrite field ``name`` of the index-th face unit of ``unit_type`` (same size) and
+    recompute its unit_crc32."""
+    unit = _unit_of(data, unit_type, index)
+    struct = _FACE_STRUCTS[unit_type]
+    at = unit.payload.start + bitstream._field_offset(struct, struct.parse(data[unit.payload]),
+                                                      name)
+    return _recrc(_put(data, at, value), unit)
+
+
+def _rebuild_face(data: bytes, unit_type: int, index: int = 0, **changes) -> bytes:
+    """The index-th face unit of ``unit_type`` rebuilt with ``changes`` to its fields."""
+    unit = _unit_of(data, unit_type, index)
+    fields = _face_fields(data, unit) | changes
+    new = bitstream.build_unit(unit_type, _FACE_STRUCTS[unit_type].build(fields),
+                               skippable=bool(data[unit.pos + 1] & 0x80))
+    return _replace_unit(data, unit, new)
+
+
+def _enhanced(s: Stream) -> bool:
+    return any(f.enhancement is not None for f in s.faces)
+
+
+def _enh0(s: Stream):
+    """The first face_enhancement of a stream (the first face_enhancement unit)."""
+    return next(f.enhancement for f in s.faces if f.enhancement is not None)
+
+
+def _no_predictor(s: Stream) -> bool:
+    return _enhanced(s) and _enh0(s).predictor_type == PredictorType.NONE
+
+
+def _add_faces_over_level(data: bytes, s: Stream) -> bytes:
+    last = _unit_of(data, UnitType.FACE_BASE, len(s.faces) - 1)
+    fields = _face_fields(data, last)
+    extra = LEVELS[s.header.level_idc].max_faces + 1 - len(s.faces)
+    units = b"".join(bitstream.build_unit(
+        UnitType.FACE_BASE, vfc_syntax.face_base.build(fields | {"face_id": f"extra{k}".encode()}),
+        skippable=True) for k in range(extra))
+    return data[:last.end] + units + data[last.end:]
+
+
+def _face_alteration(kind, target, purpose, requires="", applies=lambda s: True, **kw):
+    return _alteration(kind, target, purpose, requires, applies, scope="face", **kw)
+
+
+_FB, _FE = UnitType.FACE_BASE, UnitType.FACE_ENHANCEMENT
+
+_face_alteration("face_unit_in_version_1_0", "8.2.1",
+                 "version_minor 0 (format 1.0, which has no face units) in a stream with a "
+                 "layer and a face (header_crc32 recomputed)",
+                 "a feature layer and a face", lambda s: bool(s.layers))(
+    lambda data, s: _rehead(_put(data, 9, b"\x00")))
+
+
+@_face_alteration("face_unit_not_skippable", "8.2.2", "skippable_flag 0 in the face_base unit")
+def _face_not_skippable(data, s):
+    unit = _unit_of(data, _FB)
+    return _recrc(_put(data, unit.pos + 1, bytes([data[unit.pos + 1] & 0x7F])), unit)
+
+
+_face_alteration("faces_over_level", "11.2",
+                 "face_base units added (face_id extra0, extra1, ...) until the stream holds "
+                 "one face more than max_faces of its level")(_add_faces_over_level)
+_face_alteration("duplicate_face_id", "13.3.1", "face 1 has the face_id of face 0",
+                 "two faces", lambda s: len(s.faces) >= 2)(
+    lambda data, s: _rebuild_face(data, _FB, 1, face_id=s.faces[0].base.face_id.encode()))
+_face_alteration("embedder_idc", "13.3.2", "reserved embedder_idc 200")(
+    lambda data, s: _patch_face(data, _FB, "embedder_idc", bytes([200])))
+_face_alteration("embedding_dim_zero", "13.3.3", "embedding_dim 0")(
+    lambda data, s: _patch_face(data, _FB, "embedding_dim", b"\x00\x00"))
+_face_alteration("embedding_step_zero", "13.3.4", "embedding_step 0.0")(
+    lambda data, s: _patch_face(data, _FB, "embedding_step", bytes(4)))
+_face_alteration("eg_order", "13.3.5",
+                 f"eg_order {entropy.MAX_EG_ORDER + 1}, one more than the largest allowed")(
+    lambda data, s: _patch_face(data, _FB, "eg_order", bytes([entropy.MAX_EG_ORDER + 1])))
+_face_alteration("embedding_payload_trailing_byte", "13.3.6",
+                 "a zero byte appended to embedding_payload: more than the trailing bits "
+                 "follow the last level")(
+    lambda data, s: _rebuild_face(data, _FB, embedding_payload=_face_fields(
+        data, _unit_of(data, _FB))["embedding_payload"] + b"\x00"))
+_face_alteration("enhancement_without_base", "13.4.1",
+                 "the face_id of the face_enhancement unit names no face_base unit",
+                 "an enhancement layer", _enhanced)(
+    lambda data, s: _rebuild_face(data, _FE, face_id=b"no-such-face"))
+_face_alteration("image_channels", "13.4.2", "image_channels 2", "an enhancement layer",
+                 _enhanced)(
+    lambda data, s: _patch_face(data, _FE, "image_channels", b"\x02"))
+_face_alteration("predictor_type", "13.4.3", "reserved predictor_type 2",
+                 "an enhancement layer without predictor", _no_predictor)(
+    lambda data, s: _patch_face(data, _FE, "predictor_type", b"\x02"))
+_face_alteration("unknown_predictor", "13.4.4",
+                 f"predictor_type 1 naming a predictor no decoder has "
+                 f"({UNKNOWN_PREDICTOR_ID}): refused when the image is reconstructed; the "
+                 f"stream itself is conformant",
+                 "an enhancement layer without predictor", _no_predictor, verify_warns=True)(
+    lambda data, s: _rebuild_face(data, _FE, predictor_type=int(PredictorType.NETWORK),
+                                  predictor_info=dict(
+                                      predictor_id=UNKNOWN_PREDICTOR_ID.encode(),
+                                      predictor_sha256=UNKNOWN_PREDICTOR_SHA256)))
+_face_alteration("residual_min_above_max", "13.4.5", "residual_min one more than residual_max",
+                 "an enhancement layer", _enhanced)(
+    lambda data, s: _patch_face(data, _FE, "residual_min", (_enh0(s).residual_max + 1)
+                                .to_bytes(2, "big", signed=True)))
+_face_alteration("texture_codec", "13.4.6", "reserved texture_codec 3", "an enhancement layer",
+                 _enhanced)(
+    lambda data, s: _patch_face(data, _FE, "texture_codec", b"\x03"))
+_face_alteration("texture_md5", "13.4.7", "one bit of texture_md5 flipped in an HEVC texture",
+                 "an HEVC enhancement layer",
+                 lambda s: _enhanced(s) and _enh0(s).texture_codec == TextureCodec.HEVC)(
+    lambda data, s: _patch_face(data, _FE, "texture_md5",
+                                bytes([_enh0(s).texture_md5[0] ^ 1])))
+_face_alteration("empty_texture_payload", "13.4.8", "an empty texture_payload",
+                 "an enhancement layer", _enhanced)(
+    lambda data, s: _rebuild_face(data, _FE, texture_payload=b""))
+
+
 # ------------------------------------------------------------------------------------
 # Generation
 # ------------------------------------------------------------------------------------
@@ -1020,9 +1262,10 @@ def _with_skippable_units(data: bytes) -> bytes:
 
 
 def _future_minor(data: bytes) -> bytes:
-    """version_minor 1 with every reserved field nonzero: a decoder of version 1.0 decodes
-    it and ignores the reserved fields (clause 8.1.2)."""
-    data = _rehead(_put(_put(data, 9, b"\x01"), 14, b"\xa5\x5a"))
+    """version_minor one more than the current (VERSION_MINOR + 1) with every reserved field
+    nonzero: a decoder of the current version decodes it and ignores the reserved fields
+    (clause 8.1.2)."""
+    data = _rehead(_put(_put(data, 9, bytes([VERSION_MINOR + 1])), 14, b"\xa5\x5a"))
     stream = read_headers(data)
     for unit in _units(data):
         data = _put(data, unit.pos + 1, bytes([data[unit.pos + 1] | 0x55]))
@@ -1035,21 +1278,40 @@ def _future_minor(data: bytes) -> bytes:
     return data
 
 
+#: Clauses every face exercises: its unit type and skippable_flag, the fields of face_base()
+#: and the dequantization of the embedding.
+FACE_BASE_CLAUSES = {"8.1.2", "8.2.1", "8.2.2", "13.3.1", "13.3.2", "13.3.3", "13.3.4",
+                     "13.3.5", "13.3.6", "13.5"}
+#: ... and a face with an enhancement layer: the fields of face_enhancement() but
+#: predictor_info, texture decoding, residual de-normalisation and reconstruction.
+FACE_ENHANCEMENT_CLAUSES = {"13.4.1", "13.4.2", "13.4.3", "13.4.5", "13.4.6", "13.4.7",
+                            "13.4.8", "13.6.1", "13.6.2", "13.6.3"}
+#: ... with a predictor network: predictor_info and the tolerance of the image.
+FACE_PREDICTOR_CLAUSES = {"13.4.4", "13.7"}
+
+
 def exercised_clauses(stream: Stream) -> list[str]:
     """The clauses whose syntax elements a valid stream sets to other values than the
     encoder's defaults give (float32 NCHW, 8-bit, log, per tensor, identity order, one
-    channel per picture, no padding, one layer, level 10), and the dequantization clause of
-    each quantizer it uses."""
+    channel per picture, no padding, one layer, level 10, no face), the dequantization
+    clause of each quantizer it uses, and the face clauses of its faces."""
     found = set()
     h0 = stream.header
-    if h0.version_minor:
+    if h0.version_minor > VERSION_MINOR:
         found |= {"8.1.2", "8.1.6", "8.2.3", "8.3.12"}
     if h0.level_idc != min(LEVELS):
         found |= {"8.1.4", "11.2"}
-    if h0.num_layers > 1:
-        found |= {"8.1.5", "8.2.6"}
+    if h0.num_layers != 1:
+        found |= {"8.1.5"} | ({"8.2.6"} if h0.num_layers > 1 else set())
     if stream.skipped_units:
         found |= {"8.2.1", "8.2.2"}
+    for face in stream.faces:
+        found |= FACE_BASE_CLAUSES
+        enh = face.enhancement
+        if enh is not None:
+            found |= FACE_ENHANCEMENT_CLAUSES
+            if enh.predictor_type == PredictorType.NETWORK:
+                found |= FACE_PREDICTOR_CLAUSES
     for layer in stream.layers:
         h = layer.header
         found.add({QuantizerType.UNIFORM: "9.4.1", QuantizerType.LOG: "9.4.2",
@@ -1081,6 +1343,18 @@ def exercised_clauses(stream: Stream) -> list[str]:
 
 def _clause_key(clause: str) -> tuple[int, ...]:
     return tuple(int(v) for v in clause.split("."))
+
+
+def describe_face(face) -> str:
+    """A short text of a face's coding features (for index.md)."""
+    b, e = face.base, face.enhancement
+    text = f"face {b.face_id}: {b.embedding_dim}-d embedding"
+    if e is None:
+        return text + ", base layer only"
+    predictor = (f"predictor {e.predictor_id}" if e.predictor_type == PredictorType.NETWORK
+                 else "no predictor")
+    return (text + f", {e.image_width}x{e.image_height}x{e.image_channels} image, "
+            f"{e.texture_codec.name.replace('JPEG2000', 'JPEG 2000')} texture, {predictor}")
 
 
 def describe_layer(h) -> str:
@@ -1124,7 +1398,7 @@ def _code_valid(f: Features, tensors: Mapping[str, object] | None) -> _Generated
                                      f"(got {type(t).__name__} {shape})")
                 axis = 3 if f.layout == "NHWC" else 1
                 configs[k] = f.encoder_config(int(shape[axis]))
-        data = encode(items, configs)
+        data = encode(items or None, configs, faces=feature_faces(f))
     except (ValueError, RefcodecError) as exc:
         raise SuiteError(f"{where}: {exc}") from None
     if f.extra_unit == "skippable":
@@ -1136,6 +1410,8 @@ def _code_valid(f: Features, tensors: Mapping[str, object] | None) -> _Generated
         raise SuiteError(f"{where}: the reference encoder made a non-conforming stream: "
                          f"{report.violations[0]}")
     stream = read_headers(data)
+    if stream.faces and report.warnings:
+        raise SuiteError(f"{where}: verify warns: {report.warnings[0]}")
     decoded = decode(data)
     layers, reference = [], {}
     for layer in stream.layers:
@@ -1168,23 +1444,137 @@ def _code_valid(f: Features, tensors: Mapping[str, object] | None) -> _Generated
             entry["tolerance"]["reference_correctly_rounded"] = \
                 log_reference_is_correctly_rounded(h)
         layers.append(entry)
+    faces = []
+    if stream.faces:
+        outputs, warnings = decode_outputs(data)
+        if warnings:
+            raise SuiteError(f"{where}: {warnings[0]}")
+        for face in stream.faces:
+            keys = [key for key in face_keys(face.base.face_id) if key in outputs]
+            reference.update({key: outputs[key] for key in keys})
+            faces.append(_face_entry(face, outputs, where))
+    parts = [describe_layer(x.header) for x in stream.layers[:1]]
+    if len(stream.layers) > 1:
+        parts.append(f"{len(stream.layers)} layers")
+    parts += [describe_face(face) for face in stream.faces]
+    if stream.skipped_units:
+        parts.append(f"{len(stream.skipped_units)} skippable units")
+    if stream.header.version_minor:
+        parts.append(f"version {stream.header.version_major}.{stream.header.version_minor}")
+    parts.append(f"level {stream.header.level_idc}")
     entry = {
         "name": f.name, "file": f"streams/{f.name}.vfc", "purpose": f.purpose, "valid": True,
         "clauses": exercised_clauses(stream), "features": f.to_json(),
-        "description": "; ".join(describe_layer(x.header) for x in stream.layers[:1])
-        + (f"; {len(stream.layers)} layers" if len(stream.layers) > 1 else "")
-        + (f"; {len(stream.skipped_units)} skippable units" if stream.skipped_units else "")
-        + (f"; version {stream.header.version_major}.{stream.header.version_minor}"
-           if stream.header.version_minor else "")
-        + f"; level {stream.header.level_idc}",
+        "description": "; ".join(parts),
         "level_idc": stream.header.level_idc, "num_layers": stream.header.num_layers,
-        "reference": f"reference/{f.name}.npz", "layers": layers,
+        "reference": f"reference/{f.name}.npz", "layers": layers, "faces": faces,
     }
     return _Generated(f.name, data, entry, reference, stream)
 
 
+def face_keys(face_id: str) -> tuple[str, str, str]:
+    """The array names of a face in reference and output files: its embedding, image and
+    texture."""
+    return f"embedding:{face_id}", f"image:{face_id}", f"texture:{face_id}"
+
+
+#: Largest difference a face image may have from the reference when its enhancement layer
+#: uses a predictor network (clause 13.7: the predictor is floating point).
+PREDICTOR_IMAGE_TOLERANCE = 1
+
+
+def image_tolerance(enh) -> dict:
+    """The tolerance of a decoded face image (clause 13.7): exact without a predictor, else
+    |y - r| <= PREDICTOR_IMAGE_TOLERANCE for every sample."""
+    if enh.predictor_type == PredictorType.NONE:
+        return {"kind": "exact"}
+    return {"kind": "abs", "max_abs_error": PREDICTOR_IMAGE_TOLERANCE}
+
+
+def _face_entry(face, outputs: Mapping[str, np.ndarray], where: str) -> dict:
+    """The manifest entry of a face, from the reference decoder's outputs."""
+    b, e = face.base, face.enhancement
+    emb_key, image_key, texture_key = face_keys(b.face_id)
+    entry = {"face_id": b.face_id, "embedder_idc": int(b.embedder_idc),
+             "embedding_dim": b.embedding_dim, "embedding_step": b.embedding_step,
+             "eg_order": b.eg_order, "embedding_sha256": tensor_sha256(outputs[emb_key]),
+             "enhancement": None}
+    if e is None:
+        return entry
+    texture = outputs[texture_key]
+    if face_texture.texture_md5(texture) != e.texture_md5:
+        raise SuiteError(f"{where}: face {b.face_id!r}: the texture decodes differently here "
+                         f"than at the encoder (texture_md5)")
+    network = e.predictor_type == PredictorType.NETWORK
+    entry["enhancement"] = {
+        "texture_codec": e.texture_codec.name.lower(),
+        "image_shape": list(e.image_shape),
+        "predictor": e.predictor_id if network else "none",
+        "predictor_sha256": e.predictor_sha256.hex() if network else None,
+        "residual_min": e.residual_min, "residual_max": e.residual_max,
+        "texture_md5": e.texture_md5.hex(),
+        "image_sha256": hashlib.sha256(np.ascontiguousarray(outputs[image_key])).hexdigest(),
+        "tolerance": image_tolerance(e),
+    }
+    return entry
+
+
+def decode_outputs(data: bytes) -> tuple[dict[str, np.ndarray], list[str]]:
+    """Everything a tier-2 decoder writes for a stream ({output}, conformance/README.md) and
+    the decoder's warnings: one array per layer (a bfloat16 layer widened to float32, as
+    ``refcodec decode`` writes it), and per face ``embedding:<face_id>`` (float32) and, with
+    an enhancement layer, ``image:<face_id>`` (uint8 H x W x C) and ``texture:<face_id>``
+    (the decoded texture, uint8 H x W x C).  Raises the decoder's first BitstreamError."""
+    stream = read_headers(data)
+    arrays = {k: v.astype(np.float32) if v.dtype == ml_dtypes.bfloat16 else v
+              for k, v in decode(data).items()}
+    decoded = decode_faces(stream, images=True)
+    textures = face_textures(stream)
+    warnings = []
+    for face in stream.faces:
+        emb_key, image_key, texture_key = face_keys(face.base.face_id)
+        out = decoded[face.base.face_id]
+        arrays[emb_key] = out.embedding
+        if face.enhancement is not None:
+            arrays[image_key] = out.image
+            arrays[texture_key] = textures[face.base.face_id]
+        warnings += out.warnings
+    return arrays, warnings
+
+
+def face_textures(stream: Stream) -> dict[str, np.ndarray]:
+    """{face_id: decoded texture (H x W x C uint8)} of the faces with an enhancement layer,
+    checked against texture_md5 as the decoder does (an HEVC mismatch raises)."""
+    return {face.base.face_id: decode_texture_checked(face)[0] for face in stream.faces
+            if face.enhancement is not None}
+
+
+def reference_refusal(data: bytes) -> tuple[BitstreamError | None, str]:
+    """How the reference decoder refuses a stream: (its error, stage), the stage being
+    ``any`` (refused by every decoder, also one that decodes only the layers and the face
+    embeddings), ``texture`` (refused when a face texture is decoded: tier-1 and tier-2
+    decoders) or ``image`` (refused only when a face image is reconstructed); (None, "")
+    when it decodes the stream."""
+    try:
+        stream = read_headers(data)
+        decode(data)
+    except BitstreamError as exc:
+        return exc, "any"
+    try:
+        face_textures(stream)
+    except BitstreamError as exc:
+        return exc, "texture"
+    try:
+        decode_faces(stream, images=True)
+    except BitstreamError as exc:
+        return exc, "image"
+    return None, ""
+
+
 def _is_plain(s: Stream) -> bool:
-    return not s.skipped_units and s.header.version_minor == 0
+    """A stream alterations may start from: no skippable unit of an unknown type and no
+    later minor version than the current one (whose reserved fields a decoder ignores)."""
+    return not s.skipped_units and s.header.version_minor <= VERSION_MINOR
 
 
 def _code_invalid(row: InvalidRow, valid: list[_Generated]) -> _Generated:
@@ -1197,30 +1587,32 @@ def _code_invalid(row: InvalidRow, valid: list[_Generated]) -> _Generated:
         if not _is_plain(base.stream):
             raise SuiteError(f"{where}: base {row.base!r} has skippable units or a later "
                              f"minor version; alterations need a plain stream")
-        if not alt.applies(base.stream):
+        if not alt.fits(base.stream):
             raise SuiteError(f"{where}: base {row.base!r} does not fit: the alteration needs "
-                             f"{alt.requires}")
+                             f"{alt.needs}")
     else:
-        base = next((g for g in valid if _is_plain(g.stream) and alt.applies(g.stream)), None)
+        base = next((g for g in valid if _is_plain(g.stream) and alt.fits(g.stream)), None)
         if base is None:
-            raise SuiteError(f"{where}: no valid stream fits: the alteration needs "
-                             f"{alt.requires or 'a stream without skippable units'}")
+            needs = alt.needs if alt.scope == "face" else \
+                alt.requires or "a stream without skippable units"
+            raise SuiteError(f"{where}: no valid stream fits: the alteration needs {needs}")
     try:
         data = alt.apply(base.data, base.stream)
     except (ValueError, IndexError, RefcodecError) as exc:
         raise SuiteError(f"{where}: cannot alter {base.name!r}: {exc}") from None
-    try:
-        decode(data)
-    except BitstreamError as exc:
-        error = exc
-    else:
+    error, refused_by = reference_refusal(data)
+    if error is None:
         raise SuiteError(f"{where}: the reference decoder accepts the altered stream")
     if error.clause != alt.target:
         raise SuiteError(f"{where}: the reference decoder reports clause {error.clause}, "
                          f"not {alt.target}: {error}")
     report = verify(data, source=row.name)
     clauses = [v.clause for v in report.violations]
-    if alt.target not in clauses:
+    if alt.target in clauses:
+        reports = "first" if clauses[0] == alt.target else "among"
+    elif alt.verify_warns and any(f"clause {alt.target})" in w for w in report.warnings):
+        reports = "warning"
+    else:
         raise SuiteError(f"{where}: verify does not report clause {alt.target} "
                          f"(it reports {', '.join(clauses) or 'nothing'})")
     entry = {
@@ -1229,11 +1621,15 @@ def _code_invalid(row: InvalidRow, valid: list[_Generated]) -> _Generated:
         "base": base.name, "alteration": row.alteration,
         "description": f"{base.name}, altered: {alt.purpose}",
         "expected_clause": alt.target,
-        "verify_reports": "first" if clauses[0] == alt.target else "among",
+        "verify_reports": reports,
         "verify_clauses": clauses, "verify_exit_code": report.exit_code,
         "error_class": type(error).__name__, "exit_code": type(error).exit_code,
         "decoder_error": error.to_dict(),
     }
+    if reports == "warning":
+        entry["verify_warnings"] = report.warnings
+    if refused_by != "any":
+        entry["refused_by"] = refused_by
     return _Generated(row.name, data, entry)
 
 
@@ -1277,7 +1673,7 @@ def _umask() -> int:
 def _library_versions() -> dict[str, str]:
     from importlib import metadata
     out = {}
-    for name in ("numpy", "av", "ml_dtypes"):
+    for name in ("numpy", "av", "ml_dtypes", "pillow"):
         try:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
@@ -1346,6 +1742,11 @@ def generate(out_dir: Path, features: Sequence[Features], *,
                         "bit patterns as uint16 (reference_encoding bfloat16-bits-as-uint16)",
             "tolerance": "clause 12.3: exact for the uniform and integer quantizers; for the "
                          "log quantizer |y - r| <= max_abs_error of the value's parameter set",
+            "faces": "reference arrays embedding:<face_id> (float32, compared bit-exactly), "
+                     "image:<face_id> (uint8 H x W x C, within the face's tolerance: exact "
+                     "without a predictor, |y - r| <= 1 with a predictor network, clause "
+                     "13.7) and texture:<face_id> (uint8 H x W x C, MD5 texture_md5 of "
+                     "clause 13.4.7: samples in channel, row, column order)",
         },
         "streams": [g.entry for g in streams],
         "skipped_alterations": skipped,
@@ -1386,15 +1787,16 @@ def render_index(manifest: dict) -> str:
         "",
         "## Valid streams",
         "",
-        "A decoder outputs the reference tensors (tier 2, clause 12.3) and planes (tier 1, "
-        "clause 12.2).",
+        "A decoder outputs the reference tensors (tier 2, clause 12.3), face embeddings and "
+        "images (clause 13.7) and planes (tier 1, clause 12.2).",
         "",
         "| Stream | Purpose | Clauses | Features | Tier 2 | Size (bytes) |",
         "|:---|:---|:---|:---|:---|---:|",
     ]
     for s in valid:
         tier = ("exact" if all(x["tolerance"]["kind"] == "exact" for x in s["layers"])
-                else "tolerance")
+                and all(f["enhancement"] is None or f["enhancement"]["tolerance"]["kind"]
+                        == "exact" for f in s.get("faces", [])) else "tolerance")
         lines.append(f"| `{s['name']}` | {_cell(s['purpose'])} | {', '.join(s['clauses'])} | "
                      f"{_cell(s['description'])} | {tier} | {s['size']} |")
     lines += [
@@ -1402,16 +1804,19 @@ def render_index(manifest: dict) -> str:
         "## Invalid streams",
         "",
         "A decoder refuses each of them; the reference decoder reports the clause shown "
-        "(`refcodec decode` exits with the status shown).",
+        "and exits with the status shown. Clauses marked *texture* are only "
+        "found by a decoder that decodes the face textures, *image* only by one that "
+        "reconstructs the face images.",
         "",
         "| Stream | Clause | Error class | Exit | Alteration | Base | Size (bytes) |",
         "|:---|:---|:---|---:|:---|:---|---:|",
     ]
     for s in streams:
         if not s["valid"]:
-            lines.append(f"| `{s['name']}` | {s['expected_clause']} | {s['error_class']} | "
-                         f"{s['exit_code']} | {_cell(s['purpose'])} | `{s['base']}` | "
-                         f"{s['size']} |")
+            stage = f" ({s['refused_by']})" if s.get("refused_by") else ""
+            lines.append(f"| `{s['name']}` | {s['expected_clause']}{stage} | "
+                         f"{s['error_class']} | {s['exit_code']} | {_cell(s['purpose'])} | "
+                         f"`{s['base']}` | {s['size']} |")
     return "\n".join(lines) + "\n"
 
 
@@ -1425,9 +1830,14 @@ def _cell(text: str) -> str:
 
 def decode_planes(data: bytes) -> dict[str, np.ndarray]:
     """{layer_id: decoded pictures (P, H, W)} after every check of the decoder
-    (container, parameter sets, sample_md5): uint8 at 8-bit, else uint16."""
+    (container, parameter sets, sample_md5): uint8 at 8-bit, else uint16; and
+    {texture:<face_id>: decoded texture (H, W, C) uint8} of each face with an enhancement
+    layer (checked against texture_md5 as the decoder does)."""
     stream = read_headers(data)
-    return {layer.header.layer_id: decode_samples(layer) for layer in stream.layers}
+    planes = {layer.header.layer_id: decode_samples(layer) for layer in stream.layers}
+    for face_id, texture in face_textures(stream).items():
+        planes[face_keys(face_id)[2]] = texture
+    return planes
 
 
 # ------------------------------------------------------------------------------------
@@ -1510,6 +1920,9 @@ _VALID_KEYS = {"reference": str, "layers": list}
 _LAYER_KEYS = {"layer_id": str, "shape": list, "dtype": str, "layout": str, "quantizer": str,
                "bit_depth": int, "pictures": dict, "planes_md5": str, "tensor_sha256": str,
                "reference_encoding": str, "tolerance": dict}
+_FACE_KEYS = {"face_id": str, "embedding_dim": int, "embedding_sha256": str}
+_ENHANCEMENT_KEYS = {"image_shape": list, "texture_md5": str, "image_sha256": str,
+                     "tolerance": dict}
 
 
 def _check_manifest(manifest: dict, path: Path) -> None:
@@ -1530,6 +1943,13 @@ def _check_manifest(manifest: dict, path: Path) -> None:
             need(s, _VALID_KEYS, f"stream {s['name']}")
             for layer in s["layers"]:
                 need(layer, _LAYER_KEYS, f"stream {s['name']} layer")
+            if not isinstance(s.get("faces", []), list):
+                raise SuiteError(f"{path}: stream {s['name']}: faces is not a list")
+            for face in s.get("faces", []):
+                need(face, _FACE_KEYS, f"stream {s['name']} face")
+                if face.get("enhancement") is not None:
+                    need(face["enhancement"], _ENHANCEMENT_KEYS,
+                         f"stream {s['name']} face {face['face_id']} enhancement")
             files.append(s["reference"])
         else:
             need(s, {"expected_clause": str}, f"stream {s['name']}")
@@ -1548,9 +1968,9 @@ def load_manifest(path: Path) -> dict:
     except (ValueError, UnicodeDecodeError) as exc:
         raise SuiteError(f"{path}: not a JSON manifest: {exc}") from None
     version = manifest.get("schema_version") if isinstance(manifest, dict) else None
-    if version != SCHEMA_VERSION:
-        raise SuiteError(f"{path}: manifest schema_version shall be {SCHEMA_VERSION}, got "
-                         f"{version!r}")
+    if version not in READABLE_SCHEMA_VERSIONS:
+        raise SuiteError(f"{path}: manifest schema_version shall be one of "
+                         f"{', '.join(map(str, READABLE_SCHEMA_VERSIONS))}, got {version!r}")
     _check_manifest(manifest, Path(path))
     return manifest
 
@@ -1626,6 +2046,103 @@ def compare_tensor(got: np.ndarray, ref: np.ndarray, layer: dict) -> tuple[bool,
                    + (" and more" if len(limits) > 1 else "") + ")")
 
 
+def reference_faces(manifest_dir: Path, stream: dict) -> dict[str, np.ndarray]:
+    """The reference arrays of a stream's faces (embedding:, image:, texture:<face_id>)."""
+    names = {key for face in stream.get("faces", []) for key in face_keys(face["face_id"])}
+    with np.load(manifest_dir / stream["reference"], allow_pickle=False) as z:
+        return {key: z[key] for key in z.files if key in names}
+
+
+def compare_embedding(got: np.ndarray, ref: np.ndarray) -> tuple[bool, str]:
+    """A decoded embedding against the reference: bit-exact float32 values (clause 13.5)."""
+    if got.shape != ref.shape:
+        return False, f"embedding of shape {list(got.shape)} instead of {list(ref.shape)}"
+    if got.dtype.kind != "f":
+        return False, f"embedding of dtype {got.dtype} instead of float32"
+    as32 = got.astype(np.float32)
+    if got.dtype != np.float32 and not np.array_equal(as32.astype(got.dtype), got,
+                                                      equal_nan=True):
+        return False, f"embedding of {got.dtype} values that are not float32 values"
+    differ = int(np.count_nonzero(tensor_bits(as32) != tensor_bits(ref)))
+    if differ:
+        return False, (f"{differ} of {ref.size} embedding values differ from the reference "
+                       f"(exact, clause 13.5)")
+    return True, "exact"
+
+
+def _as_image(got: np.ndarray, shape: Sequence[int], what: str) -> tuple[np.ndarray | None, str]:
+    """A decoder's H x W x C (or H x W for one channel) 8-bit array as int64, or a reason."""
+    shape = tuple(shape)
+    if got.shape == shape[:2] and shape[2] == 1:
+        got = got[:, :, None]
+    if got.shape != shape or got.dtype.kind not in "ui":
+        return None, (f"{what} {got.dtype}{list(got.shape)}, expected 8-bit integers of shape "
+                      f"{list(shape)}")
+    if got.size and (got.min() < 0 or got.max() > 255):
+        return None, f"{what} samples outside 0..255"
+    return got.astype(np.int64), ""
+
+
+def compare_image(got: np.ndarray, ref: np.ndarray, enh: dict) -> tuple[bool, str]:
+    """A decoded face image against the reference, within the face's tolerance (clause
+    13.7): (passed, 'exact' | 'tolerance' | a reason of failure)."""
+    image, why = _as_image(got, enh["image_shape"], "image")
+    if image is None:
+        return False, why
+    error = np.abs(image - ref.astype(np.int64))
+    worst = int(error.max()) if error.size else 0
+    if worst == 0:
+        return True, "exact"
+    tol = enh["tolerance"]
+    limit = tol["max_abs_error"] if tol["kind"] == "abs" else 0
+    if worst <= limit:
+        return True, "tolerance"
+    outside = int(np.count_nonzero(error > limit))
+    return False, (f"{outside} of {error.size} image samples differ from the reference by "
+                   f"more than {limit} (largest {worst}; "
+                   + ("exact without a predictor" if tol["kind"] == "exact" else
+                      f"tolerance {limit} with a predictor")
+                   + ", clause 13.7)")
+
+
+def check_texture(got: np.ndarray, face: dict) -> list[str]:
+    """A decoded face texture against texture_md5 (clause 13.4.7); failure reasons."""
+    enh, fid = face["enhancement"], face["face_id"]
+    texture, why = _as_image(got, enh["image_shape"], "texture")
+    if texture is None:
+        return [f"face {fid}: {why}"]
+    md5 = face_texture.texture_md5(texture.astype(np.uint8)).hex()
+    if md5 != enh["texture_md5"]:
+        return [f"face {fid}: texture MD5 {md5}, expected texture_md5 {enh['texture_md5']}"
+                + ("" if enh.get("texture_codec", "hevc") == "hevc" else
+                   f" (the {enh['texture_codec']} texture decodes differently than with the "
+                   f"reference's decoder)")]
+    return []
+
+
+def check_faces(arrays: Mapping[str, np.ndarray], reference: Mapping[str, np.ndarray],
+                faces: Sequence[dict]) -> tuple[list[str], list[str]]:
+    """A decoder's face outputs (embedding:, image: and, when given, texture:<face_id>)
+    against the references; (failure reasons, the tier of each passed check)."""
+    reasons, tiers = [], []
+    for face in faces:
+        fid, enh = face["face_id"], face.get("enhancement")
+        emb_key, image_key, texture_key = face_keys(fid)
+        for key in (emb_key, image_key) if enh is not None else (emb_key,):
+            if key not in arrays:
+                reasons.append(f"face {fid}: no {key}")
+                continue
+            passed, detail = (compare_embedding(arrays[key], reference[key]) if key == emb_key
+                              else compare_image(arrays[key], reference[key], enh))
+            if passed:
+                tiers.append(detail)
+            else:
+                reasons.append(f"face {fid}: {detail}")
+        if enh is not None and texture_key in arrays:
+            reasons += check_texture(arrays[texture_key], face)
+    return reasons, tiers
+
+
 def check_planes(path: Path, stream: dict) -> list[str]:
     """Tier 1 (clause 12.2): the decoder's pictures against planes_md5; failure reasons."""
     if not path.is_file():
@@ -1634,11 +2151,20 @@ def check_planes(path: Path, stream: dict) -> list[str]:
         arrays = _load_arrays(path)
     except Exception as exc:  # noqa: BLE001 - any unreadable file is a failure of the decoder
         return [f"planes file unreadable: {exc}"]
+    enhanced = [f for f in stream.get("faces", []) if f.get("enhancement") is not None]
     if not isinstance(arrays, dict):
+        if enhanced:
+            return ["planes file is one array, the stream has face textures (write .npz)"]
         if len(stream["layers"]) != 1:
             return ["planes file is one array, the stream has several layers"]
         arrays = {stream["layers"][0]["layer_id"]: arrays}
     reasons = []
+    for face in enhanced:
+        key = face_keys(face["face_id"])[2]
+        if key not in arrays:
+            reasons.append(f"face {face['face_id']}: no {key}")
+        else:
+            reasons += check_texture(arrays[key], face)
     for layer in stream["layers"]:
         lid, pics = layer["layer_id"], layer["pictures"]
         array = arrays.get(lid)
@@ -1667,15 +2193,25 @@ def check_output(path: Path, manifest_dir: Path, stream: dict) -> tuple[list[str
         arrays = _load_arrays(path)
     except Exception as exc:  # noqa: BLE001
         return [f"output file unreadable: {exc}"], ""
+    faces = stream.get("faces", [])
     if not isinstance(arrays, dict):
+        if faces:
+            return ["output is one array, the stream has faces (write .npz)"], ""
         if len(stream["layers"]) != 1:
             return ["output is one array, the stream has several layers (write .npz)"], ""
         arrays = {stream["layers"][0]["layer_id"]: arrays}
     reasons, tiers = [], []
     wanted = [layer["layer_id"] for layer in stream["layers"]]
+    for face in faces:
+        wanted += face_keys(face["face_id"]) if face.get("enhancement") else \
+            face_keys(face["face_id"])[:1]
     extra = sorted(set(arrays) - set(wanted))
     if extra:
         reasons.append(f"unexpected arrays {', '.join(extra)}")
+    if faces:
+        why, face_tiers = check_faces(arrays, reference_faces(manifest_dir, stream), faces)
+        reasons += why
+        tiers += face_tiers
     for layer in stream["layers"]:
         lid = layer["layer_id"]
         if lid not in arrays:
@@ -1733,14 +2269,17 @@ def run_stream(stream: dict, manifest_dir: Path, decoder: Decoder, *, outputs: b
                 if pl is not None:
                     reasons += check_planes(pl, stream)
         else:
-            if run.returncode == 0:
+            result["refused"] = run.returncode != 0
+            # only a decoder of face images refuses it: a decoder of planes may accept it
+            may_accept = stream.get("refused_by") == "image" and not outputs
+            if run.returncode == 0 and not may_accept:
                 reasons.append(f"exit status 0 on an invalid stream (expected a refusal, "
                                f"clause {stream['expected_clause']})")
             elif run.returncode < 0:
                 reasons.append(f"killed by signal {-run.returncode} instead of refusing "
                                f"the stream")
             left = [p.name for p in (out, pl) if p is not None and p.exists()]
-            if left:
+            if left and not (may_accept and run.returncode == 0):
                 reasons.append(f"left output behind: {', '.join(left)}")
             result["reported_clause"] = f"[{stream['expected_clause']}]" in run.stderr
     if not result["reasons"]:
@@ -1794,7 +2333,9 @@ def format_results(results: dict, decoder_name: str) -> str:
         if r["status"] == "PASS":
             detail = (f"tier 2 {r['tier']}" if r["valid"] and r["tier"] else
                       "tier 1" if r["valid"] else "refused")
-            if not r["valid"] and not r.get("reported_clause", True):
+            if not r["valid"] and not r.get("refused", True):
+                detail = "accepted (refused only by a decoder of face images)"
+            elif not r["valid"] and not r.get("reported_clause", True):
                 detail += " (clause not in the message)"
         else:
             detail = "; ".join(r["reasons"])
@@ -1814,3 +2355,48 @@ def format_results(results: dict, decoder_name: str) -> str:
                   f"{s['invalid']['passed']}/{s['invalid']['total']} refused; "
                   f"{results['seconds']:.1f} s"]
     return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------
+# The reference decoder's complete output, for the runner
+# ------------------------------------------------------------------------------------
+
+def decoder_main(argv: Sequence[str] | None = None) -> int:
+    """``python -m refcodec.conformance decode INPUT OUTPUT.npz``: the reference decoder's
+    {output} for the runner (``decode_outputs``): the layers and every face's embedding,
+    image and texture in one .npz, which ``refcodec decode`` cannot write for face images.
+    Exit status and error line as ``refcodec decode``: 0, 2 bad use, 3 bitstream error
+    (``refcodec: error: [clause] ...``), 4 HEVC library failure; nothing is written on an
+    error."""
+    import argparse
+    import sys
+    parser = argparse.ArgumentParser(
+        prog="python -m refcodec.conformance",
+        description="refcodec's decoder for `refcodec conformance run`: layers, face "
+                    "embeddings, face images and textures of a stream in one .npz")
+    sub = parser.add_subparsers(dest="command", required=True)
+    dec = sub.add_parser("decode", help="decode INPUT (.vfc) to OUTPUT (.npz)")
+    dec.add_argument("input")
+    dec.add_argument("output")
+    args = parser.parse_args(argv)
+    out = Path(args.output)
+    if out.suffix.lower() != ".npz":
+        print(f"refcodec: error: {out}: output shall be .npz", file=sys.stderr)
+        return 2
+    try:
+        arrays, warnings = decode_outputs(Path(args.input).read_bytes())
+        for warning in warnings:
+            print(f"refcodec: warning: {warning}", file=sys.stderr)
+        write_npz(out, arrays, compress=False)
+    except RefcodecError as exc:
+        print(f"refcodec: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except OSError as exc:
+        print(f"refcodec: error: {exc.filename or args.input}: {exc.strerror or exc}",
+              file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(decoder_main())

@@ -41,6 +41,10 @@ MANIFEST_PATH = SUITE / "manifest.json"
 MANIFEST = json.loads(MANIFEST_PATH.read_text(encoding="utf-8"))
 VALID = [s for s in MANIFEST["streams"] if s["valid"]]
 INVALID = [s for s in MANIFEST["streams"] if not s["valid"]]
+FACE_STREAMS = [s["name"] for s in VALID if s["faces"]]
+PREDICTOR_STREAMS = [s["name"] for s in VALID
+                     if any(f["enhancement"] and f["enhancement"]["predictor"] != "none"
+                            for f in s["faces"])]
 
 
 def _refcodec_argv() -> list[str]:
@@ -105,9 +109,14 @@ def test_valid_stream_decodes_to_the_recorded_checksums(stream):
     parsed = refcodec.read_headers(data)
     tensors = refcodec.decode(data)
     assert list(tensors) == [layer["layer_id"] for layer in stream["layers"]]
-    assert verify(data).conformant
+    report = verify(data)
+    assert report.conformant
+    assert bool(report.warnings) == (stream["name"] == "future_minor_version")
+    face_arrays = [key for f in stream["faces"]
+                   for key in conf.face_keys(f["face_id"])[:3 if f["enhancement"] else 1]]
     with np.load(SUITE / stream["reference"], allow_pickle=False) as ref:
-        assert sorted(ref.files) == sorted(tensors)
+        assert sorted(ref.files) == sorted(list(tensors) + face_arrays)
+    check_faces_of(stream, data)
     for layer, entry in zip(parsed.layers, stream["layers"]):
         h = layer.header
         pictures = decode_samples(layer)
@@ -131,24 +140,71 @@ def test_valid_stream_decodes_to_the_recorded_checksums(stream):
                           stacklevel=1)
 
 
+def check_faces_of(stream: dict, data: bytes) -> None:
+    """The faces of a valid stream decode to the manifest's checksums and the references:
+    embeddings exactly, images exactly or within the predictor's tolerance."""
+    if not stream["faces"]:
+        return
+    arrays, notes = conf.decode_outputs(data)
+    assert notes == []
+    reference = conf.reference_faces(SUITE, stream)
+    for face in stream["faces"]:
+        emb, image, texture = conf.face_keys(face["face_id"])
+        assert arrays[emb].dtype == np.float32 and arrays[emb].shape == (face["embedding_dim"],)
+        assert conf.tensor_sha256(arrays[emb]) == face["embedding_sha256"]
+        assert conf.tensor_sha256(reference[emb]) == face["embedding_sha256"]
+        enh = face["enhancement"]
+        if enh is None:
+            assert image not in arrays and texture not in arrays
+            continue
+        assert list(arrays[image].shape) == enh["image_shape"] and arrays[image].dtype == np.uint8
+        assert hashlib.sha256(reference[image]).hexdigest() == enh["image_sha256"]
+        assert hashlib.md5(np.ascontiguousarray(arrays[texture].transpose(2, 0, 1))
+                           ).hexdigest() == enh["texture_md5"]
+        assert np.array_equal(arrays[texture], reference[texture])
+        assert enh["tolerance"] == ({"kind": "exact"} if enh["predictor"] == "none" else
+                                    {"kind": "abs", "max_abs_error": 1})
+        if hashlib.sha256(arrays[image]).hexdigest() != enh["image_sha256"]:
+            # only a predictor's floating point may differ on another platform (clause 13.7)
+            assert conf.compare_image(arrays[image], reference[image], enh) == \
+                (True, "tolerance")
+            warnings.warn(f"{stream['name']}: face image within the tolerance, not "
+                          f"bit-exactly", stacklevel=1)
+
+
 @pytest.mark.parametrize("stream", INVALID, ids=[s["name"] for s in INVALID])
 def test_invalid_stream_is_refused_with_the_recorded_clause(stream, tmp_path, capsys):
     data = stream_bytes(stream)
-    with pytest.raises(BitstreamError) as info:
-        refcodec.decode(data)
-    err = info.value
+    err, refused_by = conf.reference_refusal(data)
+    assert refused_by == stream.get("refused_by", "any")
     assert type(err).__name__ == stream["error_class"]
     assert err.to_dict() == stream["decoder_error"]
     assert err.clause == stream["expected_clause"]
+    if refused_by == "any":
+        with pytest.raises(BitstreamError) as info:
+            refcodec.decode(data)
+        assert info.value.to_dict() == stream["decoder_error"]
     report = verify(data)
     clauses = [v.clause for v in report.violations]
     assert clauses == stream["verify_clauses"]
     assert report.exit_code == stream["verify_exit_code"]
-    assert (clauses[0] == stream["expected_clause"]) == (stream["verify_reports"] == "first")
+    if stream["verify_reports"] == "warning":    # a decoder's limit, not the stream's fault
+        assert report.conformant and report.warnings == stream["verify_warnings"]
+        assert f"(clause {stream['expected_clause']})" in report.warnings[0]
+    else:
+        assert (clauses[0] == stream["expected_clause"]) == \
+            (stream["verify_reports"] == "first")
     out = tmp_path / "out.npz"
-    assert main(["decode", str(SUITE / stream["file"]), "-o", str(out)]) == stream["exit_code"]
+    assert conf.decoder_main(["decode", str(SUITE / stream["file"]), str(out)]) == \
+        stream["exit_code"]
     assert not out.exists()
     assert f"[{stream['expected_clause']}]" in capsys.readouterr().err
+    code = main(["decode", str(SUITE / stream["file"]), "-o", str(out)])
+    if refused_by == "any":      # refcodec decode decodes no face texture or image
+        assert code == stream["exit_code"] and not out.exists()
+        assert f"[{stream['expected_clause']}]" in capsys.readouterr().err
+    else:
+        assert code == 0
 
 
 def test_every_clause_the_decoder_checks_has_an_invalid_stream():
@@ -185,6 +241,16 @@ def test_every_feature_value_is_in_the_suite():
     assert any(h % 8 == 0 and w % 8 == 0 and h != w for h, w in sizes)
     assert any(np.prod(x["shape"]) == refcodec.LEVELS[10].max_layer_elements for x in layers)
     assert any(f["extra_unit"] == "skippable" for f in features)
+    assert {f["face"] for f in features} == set(conf.FACE_KINDS)
+    faces = [face for s in VALID for face in s["faces"]]
+    enhanced = [face["enhancement"] for face in faces if face["enhancement"]]
+    assert {e["texture_codec"] for e in enhanced} == {"hevc", "jpeg", "jpeg2000"}
+    assert {e["image_shape"][2] for e in enhanced} == {1, 3}
+    assert any(s["num_layers"] == 0 for s in VALID) and any(
+        s["num_layers"] and s["faces"] for s in VALID)
+    assert any(len(s["faces"]) > 1 for s in VALID)
+    from refcodec.face import predictor
+    assert {e["predictor"] for e in enhanced} == {"none"} | set(predictor.shipped_predictors())
 
 
 def test_log_references_are_correctly_rounded():
@@ -212,6 +278,13 @@ def test_exercised_clauses_follow_the_headers():
     assert "8.3.9" in by_name["tiled_grid_2x3"] and "8.3.9" not in by_name["packing_channel"]
     assert {"8.1.4", "11.2"} <= set(by_name["level20_channels"])
     assert {"8.2.1", "8.2.2"} <= set(by_name["skippable_units"])
+    assert "8.1.2" not in by_name["basic"] and "8.1.6" in by_name["future_minor_version"]
+    assert set(by_name["face_base_only"]) == conf.FACE_BASE_CLAUSES | {"8.1.5"}
+    assert set(by_name["face_hevc"]) == \
+        conf.FACE_BASE_CLAUSES | conf.FACE_ENHANCEMENT_CLAUSES | {"8.1.5"}
+    assert "8.1.5" not in by_name["face_with_layer"] and "9.4.2" in by_name["face_with_layer"]
+    for name in PREDICTOR_STREAMS:
+        assert conf.FACE_PREDICTOR_CLAUSES <= set(by_name[name])
 
 
 # ---------------------------------------------------------------------------------
@@ -385,9 +458,12 @@ def test_generator_default_invalid_list(tmp_path):
     assert made | set(skipped) == set(conf.ALTERATIONS) and not made & set(skipped)
     # the single log stream has two layers and a permutation, but no integer quantizer,
     # float16, lossless coding or second level
+    face_alterations = {k for k, alt in conf.ALTERATIONS.items() if alt.scope == "face"}
+    assert len(face_alterations) == 17
     assert set(skipped) == {"quant_param_beyond_dtype", "offset_not_integer",
                             "offset_out_of_range", "level_too_low",
-                            "hevc_lossless_implicit_rdpcm"}
+                            "hevc_lossless_implicit_rdpcm"} | face_alterations
+    assert "needs two faces" in skipped["duplicate_face_id"]
     assert "needs an integer quantizer" in skipped["offset_not_integer"]
     for s in m["streams"]:
         if not s["valid"]:
@@ -430,6 +506,17 @@ def test_generator_codes_given_tensors(tmp_path):
      "does not fit: the alteration needs packing_type 1"),
     ("name,preset\nx,ultrafast\n", "name,alteration,base\ny,magic,z\n", "no valid stream named"),
     ("name,preset\nx,ultrafast\n", "name,alteration\nx,magic\n", "names shall be unique: x"),
+    ("name,layers\nx,0\n", None, "layers shall be in 1..256, got 0 (0 only with a face)"),
+    ("name,face\nx,png\n", None, "face shall be empty or one of base, hevc, jpeg, jpeg2000"),
+    ("name,face,face_channels\nx,hevc,2\n", None, "face_channels shall be 1 or 3, got 2"),
+    ("name,face,faces\nx,base,0\n", None, "faces shall be in 1..256, got 0"),
+    ("name,face,predictor\nx,hevc,no-such-net\n", None,
+     "predictor 'no-such-net' is not shipped with refcodec"),
+    ("name,face,predictor\nx,base,some-net\n", None,
+     "predictor applies to an enhancement layer"),
+    ("name,face,face_qp\nx,hevc,52\n", None, "qp shall be an integer in 0..51, got 52"),
+    ("name,preset\nx,ultrafast\n", "name,alteration,base\ny,eg_order,x\n",
+     "does not fit: the alteration needs a face"),
 ])
 def test_generator_reports_bad_tables_in_one_line(tmp_path, capsys, table, invalid, message):
     code = _generate(tmp_path, tmp_path / "o", table=table, invalid=invalid or
@@ -451,12 +538,14 @@ def test_generate_usage_errors(tmp_path, capsys):
 # ---------------------------------------------------------------------------------
 
 def inprocess_decoder(input_path, output, planes):
-    """refcodec's CLI as a decoder, in this process (the same code as the subprocess)."""
+    """refcodec as a decoder, in this process (the same code as the subprocess): the
+    reference decoder's output of python -m refcodec.conformance decode (layers, face
+    embeddings, images and textures) and the planes of refcodec conformance planes."""
     err = io.StringIO()
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
         code = 0
         if output is not None:
-            code = main(["decode", str(input_path), "-o", str(output), "-q"])
+            code = conf.decoder_main(["decode", str(input_path), str(output)])
         if code == 0 and planes is not None:
             code = main(["conformance", "planes", str(input_path), "-o", str(planes), "-q"])
     return conf.DecoderRun(code, err.getvalue())
@@ -508,12 +597,13 @@ def test_runner_subprocess_planes(tmp_path, capsys):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("template,extra", [
-    ("{refcodec} decode {{input}} -o {{output}}", []),
+    ("{python} -m refcodec.conformance decode {{input}} {{output}}", []),
     ("{refcodec} conformance planes {{input}} -o {{planes}}", ["--planes"]),
 ])
 def test_runner_subprocess_whole_suite(tmp_path, capsys, template, extra):
     code, out, err = run_cli(capsys, "conformance", "run", "--suite", MANIFEST_PATH, "-j", "2",
-                             "--decoder", template.format(refcodec=REFCODEC), *extra)
+                             "--decoder", template.format(refcodec=REFCODEC,
+                                                          python=sys.executable), *extra)
     assert code == 0, out
     assert f"{len(VALID) + len(INVALID)}/{len(VALID) + len(INVALID)} passed" in out
 
@@ -655,6 +745,226 @@ def test_runner_accepts_npy_for_one_layer(tmp_path):
 
 
 # ---------------------------------------------------------------------------------
+# Faces (format 1.1, clause 13)
+# ---------------------------------------------------------------------------------
+
+def test_synthetic_faces_are_deterministic_and_of_dlib_scale():
+    face = conf.synthetic_face(5)
+    again = conf.synthetic_face(5)
+    assert np.array_equal(face.image, again.image)
+    assert np.array_equal(face.embedding, again.embedding)
+    assert face.image.shape == (150, 150, 3) and face.image.dtype == np.uint8
+    assert len(np.unique(face.image.reshape(-1, 3), axis=0)) == 5      # five flat regions
+    assert face.embedding.shape == (128,) and face.embedding.dtype == np.float32
+    assert 0.07 < float(face.embedding.std()) < 0.11 and abs(float(face.embedding.mean())) < 0.03
+    assert face.embedder == refcodec.enums.Embedder.DLIB_RESNET_V1
+    gray = conf.synthetic_face(5, channels=1)
+    assert gray.image.shape == (150, 150, 1) and np.array_equal(gray.embedding, face.embedding)
+    assert not np.array_equal(conf.synthetic_face(6).image, face.image)
+
+
+def output_decoder(mutate=None):
+    """An in-process decoder writing the reference decoder's outputs, changed by ``mutate``
+    (a function of the arrays and the stream name) first."""
+    def run(input_path, output, planes):
+        try:
+            arrays, _ = conf.decode_outputs(Path(input_path).read_bytes())
+        except BitstreamError as exc:
+            return conf.DecoderRun(3, str(exc))
+        if mutate is not None:
+            mutate(arrays)
+        conf.write_npz(Path(output), arrays, compress=False)
+        return conf.DecoderRun(0)
+    return run
+
+
+def run_streams(decoder, *names, manifest=MANIFEST_PATH, **kw) -> dict[str, dict]:
+    results = conf.run_suite(manifest, decoder, streams=names, **kw)["results"]
+    return {r["name"]: r for r in results}
+
+
+def shifted(arrays, prefix, by):
+    """Every sample of the arrays named prefix:* moved by ``by`` (inwards at 0 and 255)."""
+    for key in [k for k in arrays if k.startswith(prefix)]:
+        x = arrays[key].astype(np.int64)
+        arrays[key] = np.where(x + by <= 255, x + by, x - by).astype(np.uint8)
+
+
+@pytest.mark.parametrize("mutate,passes,reason", [
+    (None, {"face_hevc", "faces_2", "face_base_only", "face_with_layer", "face_jpeg",
+            "face_jpeg2000"}, None),
+    (lambda a: shifted(a, "image:", 2), {"face_base_only"},
+     "67500 of 67500 image samples differ from the reference by more than 0 (largest 2; "
+     "exact without a predictor, clause 13.7)"),
+    (lambda a: shifted(a, "image:", 1), {"face_base_only"}, "by more than 0 (largest 1"),
+    (lambda a: [a.pop(k) for k in list(a) if k.startswith("image:")], {"face_base_only"},
+     "no image:face0"),
+    (lambda a: a.update({k: np.nextafter(v, np.float32(1)) for k, v in a.items()
+                         if k.startswith("embedding:")}), set(),
+     "128 of 128 embedding values differ from the reference (exact, clause 13.5)"),
+    (lambda a: a.update({k: v.astype(np.float64) for k, v in a.items()
+                         if k.startswith("embedding:")}),
+     {"face_hevc", "faces_2", "face_base_only"}, None),
+    (lambda a: shifted(a, "texture:", 1), {"face_base_only"}, "texture MD5 "),
+    (lambda a: [a.pop(k) for k in list(a) if k.startswith("texture:")],   # optional
+     {"face_hevc", "faces_2", "face_base_only"}, None),
+    (lambda a: a.update({k: v[:, :, 0] for k, v in a.items()            # H x W for 1 channel
+                         if k.startswith("image:") and v.shape[2] == 1}),
+     {"face_hevc", "faces_2", "face_base_only"}, None),
+    (lambda a: a.update({k: v[:, :, 0] for k, v in a.items() if k.startswith("image:")}),
+     {"faces_2", "face_base_only"}, "image uint8[150, 150], expected 8-bit integers of "
+     "shape [150, 150, 3]"),
+    (lambda a: a.update(extra=np.zeros(1)), set(), "unexpected arrays extra"),
+], ids=["reference", "image+2", "image+1", "no_image", "embedding_ulp", "embedding_float64",
+        "texture+1", "no_texture", "image_hw_gray", "image_hw_colour", "extra_array"])
+def test_runner_checks_face_outputs(mutate, passes, reason):
+    names = ["face_hevc", "faces_2", "face_base_only"] if mutate is not None else \
+        sorted(passes)
+    results = run_streams(output_decoder(mutate), *names)
+    for name, r in results.items():
+        assert (r["status"] == "PASS") == (name in passes), (name, r)
+        if name in passes:
+            assert r["tier"] == "exact"
+        elif reason is not None and name == "face_hevc":
+            assert reason in " ".join(r["reasons"]), r["reasons"]
+
+
+@pytest.mark.skipif(not PREDICTOR_STREAMS, reason="no stream with a predictor network in the "
+                    "suite (refcodec ships no predictor)")
+def test_runner_face_image_tolerance_with_a_predictor():
+    """With a predictor network a face image may differ by 1 (clause 13.7), not by 2."""
+    name = PREDICTOR_STREAMS[0]
+    (r,) = run_streams(output_decoder(lambda a: shifted(a, "image:", 1)), name).values()
+    assert (r["status"], r["tier"]) == ("PASS", "tolerance"), r
+    (r,) = run_streams(output_decoder(lambda a: shifted(a, "image:", 2)), name).values()
+    assert r["status"] == "FAIL" and "more than 1 (largest 2; tolerance 1 with a predictor" \
+        in r["reasons"][0]
+
+
+def test_compare_image_tolerance():
+    ref = np.full((2, 3, 1), 100, np.uint8)
+    exact = {"image_shape": [2, 3, 1], "tolerance": {"kind": "exact"}}
+    within = {"image_shape": [2, 3, 1], "tolerance": {"kind": "abs", "max_abs_error": 1}}
+    off = ref.copy()
+    off[0, 0, 0] = 101
+    assert conf.compare_image(ref, ref, exact) == (True, "exact")
+    assert conf.compare_image(off, ref, within) == (True, "tolerance")
+    assert not conf.compare_image(off, ref, exact)[0]
+    off[1, 2, 0] = 98
+    ok, detail = conf.compare_image(off, ref, within)
+    assert not ok and detail.startswith("1 of 6 image samples differ") and "largest 2" in detail
+    assert conf.compare_image(ref[:, :, 0].astype(np.int32), ref, exact) == (True, "exact")
+    assert "samples outside 0..255" in conf.compare_image(ref.astype(np.int16) + 200, ref,
+                                                           exact)[1]
+    assert "expected 8-bit integers" in conf.compare_image(ref.astype(np.float32), ref, exact)[1]
+
+
+def test_runner_subprocess_faces(tmp_path, capsys):
+    """python -m refcodec.conformance decode is the reference decoder of the face streams;
+    refcodec decode writes the embeddings but no face image."""
+    names = ["faces_2", "invalid_unknown_predictor", "invalid_texture_md5"]
+    code, out, err = run_cli(
+        capsys, "conformance", "run", "--suite", MANIFEST_PATH, "-j", "3", "--json",
+        tmp_path / "r.json", "--decoder",
+        f"{sys.executable} -m refcodec.conformance decode {{input}} {{output}}",
+        *[a for name in names for a in ("--streams", name)])
+    assert code == 0, out + err
+    results = json.loads((tmp_path / "r.json").read_text())
+    assert "3/3 passed: valid 1/1 (1 bit-exact" in out
+    assert all(r["reported_clause"] and r["exit_code"] == 3 and r["refused"]
+               for r in results["results"] if not r["valid"])
+    code, out, _ = run_cli(capsys, "conformance", "run", "--suite", MANIFEST_PATH, "-j", "2",
+                           "--decoder", f"{REFCODEC} decode {{input}} -o {{output}}",
+                           "--streams", "face_hevc", "--streams", "face_base_only")
+    assert code == 1 and "face_base_only  yes    PASS" in out
+    assert "face face0: no image:face0" in out
+
+
+def test_runner_planes_of_faces(capsys):
+    """Tier 1 of a face is its decoded texture (texture:<face_id>, MD5 texture_md5); a
+    stream refused only when the image is reconstructed is not one for a planes decoder."""
+    names = ["face_hevc", "face_jpeg", "faces_2", "face_with_layer", "face_base_only",
+             "invalid_unknown_predictor", "invalid_texture_md5"]
+    results = conf.run_suite(MANIFEST_PATH, inprocess_decoder, outputs=False, planes=True,
+                             streams=names)
+    by_name = {r["name"]: r for r in results["results"]}
+    assert all(r["status"] == "PASS" for r in by_name.values()), by_name
+    assert by_name["invalid_unknown_predictor"]["refused"] is False
+    assert by_name["invalid_texture_md5"]["refused"] is True
+    assert "accepted (refused only by a decoder of face images)" in \
+        conf.format_results(results, "d")
+    planes = conf.decode_planes(stream_bytes(next(s for s in VALID if s["name"] == "faces_2")))
+    assert sorted(planes) == ["texture:face0", "texture:face1"]
+
+    def broken(input_path, output, planes_path):
+        arrays = conf.decode_planes(Path(input_path).read_bytes())
+        arrays.pop("texture:face1", None)
+        if "texture:face0" in arrays:
+            arrays["texture:face0"] = arrays["texture:face0"] ^ 1
+        conf.write_npz(Path(planes_path), arrays, compress=False)
+        return conf.DecoderRun(0)
+    results = run_streams(broken, "faces_2", outputs=False, planes=True)
+    assert results["faces_2"]["reasons"] == [
+        "face face0: texture MD5 " + conf.face_texture.texture_md5(
+            planes["texture:face0"] ^ 1).hex() + ", expected texture_md5 "
+        + MANIFEST["streams"][[s["name"] for s in MANIFEST["streams"]].index("faces_2")]
+        ["faces"][0]["enhancement"]["texture_md5"], "face face1: no texture:face1"]
+
+
+def test_runner_reads_manifests_of_schema_1(tmp_path):
+    stream = {k: v for k, v in next(s for s in VALID if s["name"] == "basic").items()
+              if k != "faces"}
+    suite = tmp_path / "s"
+    (suite / "streams").mkdir(parents=True)
+    (suite / "reference").mkdir()
+    shutil.copy(SUITE / stream["file"], suite / stream["file"])
+    shutil.copy(SUITE / stream["reference"], suite / stream["reference"])
+    (suite / "manifest.json").write_text(json.dumps(MANIFEST | {"schema_version": 1,
+                                                                 "streams": [stream]}))
+    (r,) = conf.run_suite(suite / "manifest.json", inprocess_decoder)["results"]
+    assert r["status"] == "PASS"
+    (suite / "manifest.json").write_text(json.dumps(MANIFEST | {"schema_version": 3}))
+    with pytest.raises(conf.SuiteError, match="schema_version shall be one of 1, 2, got 3"):
+        conf.load_manifest(suite / "manifest.json")
+
+
+def test_face_decoder_adapter_usage(tmp_path, capsys):
+    stream = SUITE / "streams" / "face_hevc.vfc"
+    assert conf.decoder_main(["decode", str(stream), str(tmp_path / "o.npy")]) == 2
+    assert conf.decoder_main(["decode", str(tmp_path / "none.vfc"), str(tmp_path / "o.npz")]) \
+        == 2
+    err = capsys.readouterr().err
+    assert "output shall be .npz" in err and "none.vfc" in err
+    assert conf.decoder_main(["decode", str(stream), str(tmp_path / "o.npz")]) == 0
+    with np.load(tmp_path / "o.npz") as z:
+        assert sorted(z.files) == ["embedding:face0", "image:face0", "texture:face0"]
+
+
+TINY_FACES = """\
+name,layers,face,faces,face_channels,preset,seed,channels,height,width
+f_base,0,base,2,3,ultrafast,1,4,16,16
+f_jpeg,1,jpeg,1,1,ultrafast,2,2,8,8
+"""
+
+
+def test_generator_codes_faces(tmp_path):
+    invalid = "name,alteration,base,purpose\nbad_eg,eg_order,,\nbad_ch,image_channels,,\n"
+    assert _generate(tmp_path, tmp_path / "f", table=TINY_FACES, invalid=invalid) == 0
+    m = json.loads((tmp_path / "f" / "manifest.json").read_text())
+    base, jpeg, bad_eg, bad_ch = m["streams"]
+    assert (base["num_layers"], [f["face_id"] for f in base["faces"]]) == (0, ["face0", "face1"])
+    assert all(f["enhancement"] is None for f in base["faces"])
+    assert jpeg["num_layers"] == 1 and jpeg["faces"][0]["enhancement"]["image_shape"] == \
+        [150, 150, 1]
+    assert (bad_eg["base"], bad_ch["base"]) == ("f_base", "f_jpeg")    # the first that fits
+    with np.load(tmp_path / "f" / jpeg["reference"]) as z:
+        assert sorted(z.files) == ["embedding:face0", "f_jpeg.0", "image:face0",
+                                   "texture:face0"]
+    results = conf.run_suite(tmp_path / "f" / "manifest.json", inprocess_decoder)
+    assert results["summary"]["passed"] == 4
+
+
+# ---------------------------------------------------------------------------------
 # Planes
 # ---------------------------------------------------------------------------------
 
@@ -699,3 +1009,29 @@ def test_libde265_decodes_every_payload_to_planes_md5(tmp_path):
             assert digest == entry["planes_md5"], (stream["name"], entry["layer_id"])
             checked += 1
     assert checked == sum(len(s["layers"]) for s in VALID)
+
+
+@pytest.mark.skipif(DEC265 is None, reason="libde265's dec265 is not installed "
+                    "(apt-get install -y libde265-examples)")
+def test_libde265_decodes_every_hevc_texture_to_texture_md5(tmp_path):
+    """An HEVC texture is one 4:0:0 picture per channel of Ceil8 size; cropped to the image,
+    in channel, row, column order, its MD5 is texture_md5 (clause 13.4.7)."""
+    checked = 0
+    for stream in VALID:
+        parsed = refcodec.read_headers(stream_bytes(stream))
+        for face, entry in zip(parsed.faces, stream["faces"]):
+            enh = face.enhancement
+            if enh is None or entry["enhancement"]["texture_codec"] != "hevc":
+                continue
+            src, dst = tmp_path / "in.hevc", tmp_path / "out.yuv"
+            src.write_bytes(enh.texture_payload)
+            done = subprocess.run([DEC265, "-q", "-o", str(dst), str(src)],
+                                  capture_output=True, timeout=120, check=False)
+            assert done.returncode == 0, (stream["name"], done.stderr)
+            h, w, c = enh.image_shape
+            planes = np.frombuffer(dst.read_bytes(), np.uint8).reshape(
+                c, -(-h // 8) * 8, -(-w // 8) * 8)[:, :h, :w]
+            assert hashlib.md5(planes.tobytes()).hexdigest() == \
+                entry["enhancement"]["texture_md5"], stream["name"]
+            checked += 1
+    assert checked >= 5

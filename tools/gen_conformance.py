@@ -41,9 +41,21 @@ def _compare(committed: Path, fresh: Path) -> list[str]:
                         f"suite")
     for name in sorted(set(old_streams) & set(new_streams)):
         a, b = old_streams[name], new_streams[name]
+        if a.get("sha256") != b.get("sha256"):
+            problems.append(f"{name}: STREAM BYTES differ")
         for key in sorted(set(a) | set(b)):
-            if a.get(key) != b.get(key):
+            if a.get(key) != b.get(key) and key not in ("sha256", "size"):
                 problems.append(f"{name}: {key} differs")
+        if a.get("valid") and b.get("valid"):
+            ref_a, ref_b = committed / a["reference"], fresh / b["reference"]
+            if not ref_a.is_file() or ref_a.read_bytes() != ref_b.read_bytes():
+                problems.append(f"{name}: reference file differs")
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if key == "generator":      # the command names the output directory
+            a, b = (x and x.get("libraries") for x in (a, b))
+        if key != "streams" and a != b:
+            problems.append(f"manifest: {key} differs")
     return problems
 
 
@@ -67,6 +79,9 @@ def main(argv: list[str] | None = None) -> int:
             problems = _compare(ROOT / "conformance", Path(tmp))
         for line in problems:
             print(line)
+        changed = sorted({line.split(":")[0] for line in problems if "STREAM BYTES" in line})
+        if changed:
+            print(f"streams whose bytes changed ({len(changed)}): {', '.join(changed)}")
         print(f"{'differences: ' + str(len(problems)) if problems else 'identical'} "
               f"({time.perf_counter() - started:.1f} s)")
         return 1 if problems else 0

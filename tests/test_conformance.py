@@ -795,13 +795,13 @@ def shifted(arrays, prefix, by):
             "face_jpeg2000"}, None),
     (lambda a: shifted(a, "image:", 2), {"face_base_only"},
      "67500 of 67500 image samples differ from the reference by more than 0 (largest 2; "
-     "exact without a predictor, clause 13.7)"),
+     "exact without a predictor, clause 13.7.3)"),
     (lambda a: shifted(a, "image:", 1), {"face_base_only"}, "by more than 0 (largest 1"),
     (lambda a: [a.pop(k) for k in list(a) if k.startswith("image:")], {"face_base_only"},
      "no image:face0"),
     (lambda a: a.update({k: np.nextafter(v, np.float32(1)) for k, v in a.items()
                          if k.startswith("embedding:")}), set(),
-     "128 of 128 embedding values differ from the reference (exact, clause 13.5)"),
+     "128 of 128 embedding values differ from the reference (exact, clause 13.7.1)"),
     (lambda a: a.update({k: v.astype(np.float64) for k, v in a.items()
                          if k.startswith("embedding:")}),
      {"face_hevc", "faces_2", "face_base_only"}, None),
@@ -839,6 +839,43 @@ def test_runner_face_image_tolerance_with_a_predictor():
     (r,) = run_streams(output_decoder(lambda a: shifted(a, "image:", 2)), name).values()
     assert r["status"] == "FAIL" and "more than 1 (largest 2; tolerance 1 with a predictor" \
         in r["reasons"][0]
+
+
+def test_runner_allows_other_jpeg_textures():
+    """A JPEG or JPEG 2000 decoder may decode a texture other than the encoder's (clause
+    13.7.2): a decoder that shows it (texture:<face_id>) passes with a note and its image is
+    not compared (clause 13.7.3); an HEVC texture must match."""
+    def other_decoder(arrays):
+        shifted(arrays, "texture:", 1)
+        shifted(arrays, "image:", 1)
+    full = conf.run_suite(MANIFEST_PATH, output_decoder(other_decoder),
+                          streams=["face_jpeg", "face_jpeg2000", "face_hevc"])
+    results = {r["name"]: r for r in full["results"]}
+    for name in ("face_jpeg", "face_jpeg2000"):
+        r = results[name]
+        assert (r["status"], r["tier"]) == ("PASS", "tolerance"), r
+        assert "differs from the encoder's (texture_md5), which clause 13.7.2 allows" in \
+            r["notes"][0]
+    assert results["face_hevc"]["status"] == "FAIL"
+    assert "texture MD5" in results["face_hevc"]["reasons"][0]
+    assert "tier 2 tolerance; face face0: the jpeg texture differs" in \
+        conf.format_results(full, "d")
+    def image_only(arrays):
+        shifted(arrays, "image:", 1)
+        del arrays["texture:face0"]
+    (r,) = run_streams(output_decoder(image_only), "face_jpeg").values()
+    assert r["status"] == "FAIL" and r["reasons"][0].endswith(
+        "a decoder whose jpeg texture differs from the encoder's may show it with "
+        "texture:face0")
+
+    def other_planes(input_path, output, planes_path):
+        arrays = conf.decode_planes(Path(input_path).read_bytes())
+        shifted(arrays, "texture:", 1)
+        conf.write_npz(Path(planes_path), arrays, compress=False)
+        return conf.DecoderRun(0)
+    results = run_streams(other_planes, "face_jpeg", "face_hevc", outputs=False, planes=True)
+    assert results["face_jpeg"]["status"] == "PASS" and results["face_jpeg"]["notes"]
+    assert results["face_hevc"]["status"] == "FAIL"
 
 
 def test_compare_image_tolerance():

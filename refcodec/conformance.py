@@ -1168,7 +1168,7 @@ def _add_faces_over_level(data: bytes, s: Stream) -> bytes:
     return data[:last.end] + units + data[last.end:]
 
 
-def _face_alteration(kind, target, purpose, requires="", applies=lambda s: True, **kw):
+def _face_alteration(kind, target, purpose, requires="a face", applies=lambda s: True, **kw):
     return _alteration(kind, target, purpose, requires, applies, scope="face", **kw)
 
 

@@ -878,6 +878,53 @@ def test_runner_allows_other_jpeg_textures():
     assert results["face_hevc"]["status"] == "FAIL"
 
 
+@pytest.fixture
+def test_predictor(tmp_path, monkeypatch):
+    """A small random predictor network (128-d -> 150 x 150 x 3) shipped for the test: the
+    predictor path of the generator and the runner without refcodec's trained weights."""
+    from refcodec.face import predictor
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    rng = np.random.default_rng(3)
+
+    def layer(c_in, c_out, stride, activation):
+        return predictor.DeconvLayer(
+            weight=(rng.standard_normal((c_in, c_out, 10, 10)) * 0.2).astype(np.float32),
+            bias=np.zeros(c_out, np.float32), stride=stride, padding=0, activation=activation)
+    layers = [layer(128, 4, 1, "relu"), layer(4, 4, 4, "relu"), layer(4, 3, 4, "tanh")]
+    predictor.save_predictor_file(weights / "test-net.bin", "test-net", layers, height=150,
+                                  width=150, channels=3, crop_top=20, crop_left=20)
+    monkeypatch.setattr(predictor, "WEIGHTS_DIR", weights)
+    predictor.shipped_predictors.cache_clear()
+    yield predictor.shipped_predictors()["test-net"]
+    predictor.shipped_predictors.cache_clear()
+
+
+def test_generator_and_runner_with_a_predictor(tmp_path, test_predictor):
+    table = ("name,layers,face,face_channels,predictor,preset,seed\n"
+             "f_net,0,hevc,3,test-net,ultrafast,5\n")
+    assert _generate(tmp_path, tmp_path / "p", table=table, invalid="name,alteration\n") == 0
+    manifest = tmp_path / "p" / "manifest.json"
+    (stream,) = json.loads(manifest.read_text())["streams"]
+    enh = stream["faces"][0]["enhancement"]
+    assert (enh["predictor"], enh["predictor_sha256"]) == ("test-net",
+                                                           test_predictor.sha256.hex())
+    assert enh["tolerance"] == {"kind": "abs", "max_abs_error": 1}
+    assert conf.FACE_PREDICTOR_CLAUSES <= set(stream["clauses"])
+    assert "predictor test-net" in stream["description"]
+    data = (tmp_path / "p" / stream["file"]).read_bytes()
+    assert refcodec.read_headers(data).faces[0].enhancement.predictor_id == "test-net"
+    for mutate, status, tier in [(None, "PASS", "exact"),
+                                 (lambda a: shifted(a, "image:", 1), "PASS", "tolerance"),
+                                 (lambda a: shifted(a, "image:", 2), "FAIL", None)]:
+        (r,) = conf.run_suite(manifest, output_decoder(mutate))["results"]
+        assert (r["status"], r["tier"]) == (status, tier), r
+    assert "more than 1 (largest 2; tolerance 1 with a predictor, clause 13.7.3)" in \
+        r["reasons"][0]
+    (r,) = conf.run_suite(manifest, inprocess_decoder, outputs=False, planes=True)["results"]
+    assert r["status"] == "PASS"
+
+
 def test_compare_image_tolerance():
     ref = np.full((2, 3, 1), 100, np.uint8)
     exact = {"image_shape": [2, 3, 1], "tolerance": {"kind": "exact"}}

@@ -153,9 +153,16 @@ def _check_face(face, decode: bool, backend, violations: list, warnings: list) -
         return result
     if enh.predictor_type == PredictorType.NETWORK:
         from .face import predictor as predictors
-        result.predictor_available = predictors.find_predictor(
-            enh.predictor_id, enh.predictor_sha256) is not None
-        if not result.predictor_available:
+        from .face.codec import check_predictor, predictor_for
+        found = predictors.find_predictor(enh.predictor_id, enh.predictor_sha256)
+        result.predictor_available = found is not None
+        if found is not None:      # a known predictor shall fit the face (clause 13.4.4)
+            try:
+                predictor_for(enh, face.index)
+                check_predictor(found, enh, face.base.embedding_dim, face.index)
+            except BitstreamError as exc:
+                violations.append(exc)
+        else:
             warnings.append(f"face {face.base.face_id!r}: predictor {enh.predictor_id!r} "
                             f"(SHA-256 {enh.predictor_sha256.hex()[:16]}...) is not available "
                             f"here: the texture is checked, the face image cannot be "

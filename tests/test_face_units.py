@@ -462,3 +462,71 @@ def test_encoder_input_errors(face_input):
         refcodec.encode(None, faces=[(face_input, FaceConfig(enhancement="none"))] * 2)
     with pytest.raises(EncoderInputError, match="nothing to encode"):
         refcodec.encode(None)
+
+
+# ------------------------------------------------------------------------------------
+# With a predictor network (a small random one, shipped for the test only)
+# ------------------------------------------------------------------------------------
+
+@pytest.fixture
+def small_predictor(tmp_path, monkeypatch):
+    """128-d -> 24 x 24 x 3 random deconvolution predictor in a temporary weights folder."""
+    from refcodec.face import predictor
+    rng = np.random.default_rng(11)
+
+    def layer(c_in, c_out, k, stride, activation):
+        return predictor.DeconvLayer(
+            weight=(rng.standard_normal((c_in, c_out, k, k)) * 0.3).astype(np.float32),
+            bias=np.zeros(c_out, np.float32), stride=stride, padding=0, activation=activation)
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    predictor.save_predictor_file(weights / "small-net.bin", "small-net",
+                                  [layer(128, 4, 6, 1, "relu"), layer(4, 3, 4, 4, "tanh")],
+                                  height=24, width=24, channels=3, crop_top=0, crop_left=0)
+    monkeypatch.setattr(predictor, "WEIGHTS_DIR", weights)
+    predictor.shipped_predictors.cache_clear()
+    yield predictor.shipped_predictors()["small-net"]
+    predictor.shipped_predictors.cache_clear()
+
+
+@pytest.mark.hevc
+def test_round_trip_with_a_predictor(small_predictor):
+    rng = np.random.default_rng(5)
+    img = rng.integers(0, 256, (24, 24, 3)).astype(np.uint8)
+    face = FaceInput(img, (rng.normal(size=128) * 0.1).astype(np.float32))
+    cfg = FaceConfig(predictor="small-net", enhancement="hevc", qp=0)
+    data = refcodec.encode(None, faces=[(face, cfg)])
+    enh = parse_stream(data).faces[0].enhancement
+    assert (enh.predictor_id, enh.predictor_sha256) == ("small-net", small_predictor.sha256)
+    out = decode_faces(data)["face0"]
+    pred = small_predictor.predict(out.embedding)      # from the DECODED embedding
+    residual = img.astype(int) - pred
+    assert (enh.residual_min, enh.residual_max) == (residual.min(), residual.max())
+    assert np.abs(out.image.astype(int) - img).max() <= 2    # QP 0 + normalisation rounding
+    from refcodec.verify import verify
+    report = verify(data)
+    assert report.conformant and report.faces[0].predictor_available is True
+
+
+def test_a_known_predictor_shall_fit_the_face(small_predictor):
+    from refcodec.verify import verify
+    wrong = face_stream(Face(0, base(levels=tuple(range(128))),
+                             enhancement(predictor_id="small-net",
+                                         predictor_sha256=small_predictor.sha256)))
+    with pytest.raises(ConformanceViolation) as info:
+        decode_faces(wrong)      # the face is 24x20, the predictor makes 24x24 images
+    assert info.value.clause == "13.4.4"
+    report = verify(wrong, decode=False)
+    assert [v.clause for v in report.violations] == ["13.4.4"]
+    short = face_stream(Face(0, base(levels=(1, 2, 3)),
+                             enhancement(predictor_id="small-net", image_height=24,
+                                         predictor_sha256=small_predictor.sha256)))
+    with pytest.raises(ConformanceViolation, match="128-d"):
+        decode_faces(short)
+
+
+def test_embedding_overflow_is_refused():
+    face = FaceInput(np.zeros((16, 16, 3), np.uint8), np.array([3e38, 0.0], np.float32))
+    with pytest.raises(EncoderInputError, match="overflow"):
+        refcodec.encode(None, faces=[(face, FaceConfig(embedding_step=2e38,
+                                                       enhancement="none"))])

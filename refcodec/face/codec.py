@@ -208,16 +208,21 @@ def predictor_for(enh: FaceEnhancement, index: int):
     return found
 
 
+def check_predictor(found, enh: FaceEnhancement, embedding_dim: int, index: int) -> None:
+    """ConformanceViolation 13.4.4 when the predictor does not fit the face."""
+    if found.embedding_dim != embedding_dim:
+        raise ConformanceViolation(
+            f"predictor {enh.predictor_id!r} takes {found.embedding_dim}-d embeddings; the "
+            f"face's embedding_dim is {embedding_dim}", clause="13.4.4", offset=enh.offset,
+            path=f"faces[{index}].enhancement.predictor_info")
+
+
 def prediction_of(enh: FaceEnhancement, embedding: np.ndarray, index: int) -> np.ndarray:
     """pred (H x W x C, integers 0..255) of clause 13.6.3."""
     if enh.predictor_type == PredictorType.NONE:
         return np.zeros(enh.image_shape, np.uint8)
     found = predictor_for(enh, index)
-    if found.embedding_dim != embedding.size:
-        raise ConformanceViolation(
-            f"predictor {enh.predictor_id!r} takes {found.embedding_dim}-d embeddings; the "
-            f"face's embedding_dim is {embedding.size}", clause="13.4.4", offset=enh.offset,
-            path=f"faces[{index}].enhancement.predictor_info")
+    check_predictor(found, enh, embedding.size, index)
     return found.predict(embedding)
 
 
@@ -235,6 +240,11 @@ def encode_face(face: FaceInput, cfg: FaceConfig | None = None, *, index: int = 
         levels = entropy.quantize(face.embedding, step)
     except ValueError as exc:
         raise EncoderInputError(f"face {cfg.face_id!r}: {exc}") from None
+    decoded = entropy.dequantize(levels, step)
+    if not np.all(np.isfinite(decoded)):
+        raise EncoderInputError(f"face {cfg.face_id!r}: embedding_step {step!r} makes the "
+                                f"decoded embedding overflow binary32 (clause 13.5): choose "
+                                f"a smaller step")
     order = entropy.best_order(levels)
     base = FaceBase(face_id=cfg.face_id, embedder_idc=face.embedder,
                     embedding_dim=int(levels.size),
@@ -244,7 +254,6 @@ def encode_face(face: FaceInput, cfg: FaceConfig | None = None, *, index: int = 
         return Face(index=index, base=base)
     codec = ENHANCEMENT_CODECS[cfg.enhancement]
     h, w, c = face.image.shape
-    decoded = entropy.dequantize(levels, step)
     if cfg.predictor == "none":
         ptype, pid, psha = PredictorType.NONE, None, None
         pred = np.zeros(face.image.shape, np.uint8)

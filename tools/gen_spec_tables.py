@@ -13,8 +13,10 @@ Each table lives in a spec file between two markers::
     <!-- END GENERATED -->
 
 The name after ``GENERATED:`` selects the renderer: a structure name of ``STRUCTURES``,
-``levels``, or ``enum_<ClassName>``.  Running the tool rewrites the content between the
-markers; ``--check`` rewrites nothing, exits 1 and names every stale or missing table.
+``levels``, ``enum_<ClassName>``, or ``predictor:<predictor_id>`` (a predictor refcodec ships:
+identity and layers read from its weights file, for Annex E).  Running the tool rewrites the
+content between the markers; ``--check`` rewrites nothing, exits 1 and names every stale or
+missing table.
 
 The construct walker knows a fixed list of construct types.  Anything else (a new
 construct class, a lambda without text, a path into a parent context) raises
@@ -521,6 +523,51 @@ def render_enum(class_name: str, ctx: Context) -> str:
 
 
 # ----------------------------------------------------------------------------------------
+# Shipped predictors (Annex E)
+# ----------------------------------------------------------------------------------------
+
+PREDICTOR_BLOCK = "predictor:"
+
+
+def shipped_predictor_ids() -> list[str]:
+    """predictor_id of every weights file refcodec ships (refcodec/face/weights/)."""
+    from refcodec.face import predictor as rpredictor
+    return sorted(rpredictor.shipped_predictors())
+
+
+def render_predictor(predictor_id: str, ctx: Context) -> str:
+    """Identity, geometry and layers of a shipped predictor, read from its weights file."""
+    from refcodec.face import predictor as rpredictor
+    shipped = rpredictor.shipped_predictors()
+    if predictor_id not in shipped:
+        raise SpecBlockError(f"refcodec ships no predictor {predictor_id!r} (weights files: "
+                             f"{', '.join(sorted(shipped)) or 'none'})")
+    pred = shipped[predictor_id]
+    path = rpredictor.WEIGHTS_DIR / f"{predictor_id}{rpredictor.SUFFIX}"
+    size = path.stat().st_size
+    lines = ["| Property | Value |", "|:---|:---|",
+             f"| predictor_id | `{predictor_id}` |",
+             f"| weights file | `refcodec/face/weights/{path.name}`, {size} bytes |",
+             f"| predictor_sha256 | `{pred.sha256.hex()}` |",
+             f"| embedding_dim | {pred.embedding_dim} |",
+             f"| output (height x width x channels) | {pred.height} x {pred.width} x "
+             f"{pred.channels}, window at crop_top {pred.crop_top}, crop_left "
+             f"{pred.crop_left} |",
+             f"| parameters | {pred.num_parameters} |",
+             "",
+             "| Layer | in_channels | out_channels | kernel | stride | padding | activation | "
+             "output size |",
+             "|---:|---:|---:|---:|---:|---:|:---|:---|"]
+    h = w = 1
+    for i, layer in enumerate(pred.layers):
+        h, w = layer.out_size(h), layer.out_size(w)
+        lines.append(f"| {i} | {layer.in_channels} | {layer.out_channels} | {layer.kernel} | "
+                     f"{layer.stride} | {layer.padding} | {layer.activation} | "
+                     f"{layer.out_channels} x {h} x {w} |")
+    return "\n".join(lines) + "\n"
+
+
+# ----------------------------------------------------------------------------------------
 # Blocks
 # ----------------------------------------------------------------------------------------
 
@@ -533,12 +580,17 @@ def renderer_for(name: str):
     if name.startswith("enum_"):
         cls = name[len("enum_"):]
         return lambda ctx: render_enum(cls, ctx)
+    if name.startswith(PREDICTOR_BLOCK):
+        pid = name[len(PREDICTOR_BLOCK):]
+        return lambda ctx: render_predictor(pid, ctx)
     return None
 
 
 def required_blocks() -> set[str]:
-    """Blocks this tool must find somewhere in spec/."""
-    return set(rsyntax.STRUCTURES) | {"levels"} | {f"enum_{c}" for c in ENUM_FIELDS}
+    """Blocks this tool must find somewhere in spec/: every structure, the levels, every
+    enumeration and every predictor refcodec ships."""
+    return (set(rsyntax.STRUCTURES) | {"levels"} | {f"enum_{c}" for c in ENUM_FIELDS}
+            | {f"{PREDICTOR_BLOCK}{pid}" for pid in shipped_predictor_ids()})
 
 
 def block_names(text: str) -> list[str]:

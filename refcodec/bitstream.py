@@ -290,6 +290,8 @@ class _Reader:
             payload_pos = pos + syntax.UNIT_PREFIX
             payload = data[payload_pos:end - 4]
             known = unit_type in UnitType.__members__.values()
+            if unit_type in FACE_UNITS and header.version_minor < 1:
+                known = False      # reserved types in a 1.0 stream (clause 8.2.1)
             if not known:
                 if skippable:
                     skipped.append(SkippedUnit(unit_type, pos, length))
@@ -299,11 +301,6 @@ class _Reader:
                 self.stop(UnsupportedFeature, "8.2.1",
                           f"unit_type {unit_type} is unknown and not skippable", pos,
                           f"{path}.unit_type")
-            if unit_type in FACE_UNITS and header.version_minor < 1:
-                self.stop(ConformanceViolation, "8.2.1",
-                          f"unit_type {unit_type} (a face unit) needs format version 1.1 or "
-                          f"later, the stream is {header.version_major}.{header.version_minor}",
-                          pos, f"{path}.unit_type")
             if skippable != UNIT_SKIPPABLE[unit_type]:
                 self.fail(ConformanceViolation, "8.2.2",
                           f"skippable_flag shall be {int(UNIT_SKIPPABLE[unit_type])} for "
@@ -431,10 +428,15 @@ class _Reader:
                       f"embedding_dim shall be at most {lvl.max_embedding_dim} at level "
                       f"{lvl.level_idc}, got {dim}", at("embedding_dim"),
                       f"{path}.embedding_dim")
-        if not entropy.valid_step(c.embedding_step):
+        step_ok = entropy.valid_step(c.embedding_step)
+        if not step_ok:
             self.fail(ConformanceViolation, "13.3.4",
                       f"embedding_step shall be positive and finite, got {c.embedding_step!r}",
                       at("embedding_step"), f"{path}.embedding_step")
+        if c.embedder_idc == Embedder.DLIB_RESNET_V1 and dim != 128:
+            self.fail(ConformanceViolation, "13.3.2",
+                      f"embedding_dim shall be 128 for embedder_idc 1 (dlib ResNet v1), "
+                      f"got {dim}", at("embedding_dim"), f"{path}.embedding_dim")
         if c.eg_order > entropy.MAX_EG_ORDER:
             self.stop(ConformanceViolation, "13.3.5",
                       f"eg_order shall be at most {entropy.MAX_EG_ORDER}, got {c.eg_order}",
@@ -445,6 +447,14 @@ class _Reader:
         except entropy.EmbeddingCodeError as exc:
             self.stop(SyntaxViolation, exc.clause, exc.message, start + exc.bit // 8,
                       f"{path}.embedding_payload")
+        if step_ok:
+            peak = max(abs(v) for v in levels) * c.embedding_step
+            if peak >= entropy.OVERFLOW_THRESHOLD:
+                self.fail(ConformanceViolation, "13.5",
+                          f"every decoded embedding value shall be finite in binary32: "
+                          f"level {max(levels, key=abs)} x embedding_step "
+                          f"{c.embedding_step!r} overflows", at("embedding_step"),
+                          f"{path}.embedding_step")
         self.face_bases.append(FaceBase(
             face_id=face_id, embedder_idc=Embedder(c.embedder_idc), embedding_dim=dim,
             embedding_step=c.embedding_step, eg_order=c.eg_order, levels=levels,

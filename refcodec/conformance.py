@@ -33,6 +33,7 @@ import os
 import re
 import shlex
 import signal
+import struct
 import subprocess
 import tempfile
 import time
@@ -1174,11 +1175,14 @@ def _face_alteration(kind, target, purpose, requires="a face", applies=lambda s:
 
 _FB, _FE = UnitType.FACE_BASE, UnitType.FACE_ENHANCEMENT
 
-_face_alteration("face_unit_in_version_1_0", "8.2.1",
-                 "version_minor 0 (format 1.0, which has no face units) in a stream with a "
-                 "layer and a face (header_crc32 recomputed)",
-                 "a feature layer and a face", lambda s: bool(s.layers))(
-    lambda data, s: _rehead(_put(data, 9, b"\x00")))
+@_face_alteration("face_unit_in_version_1_0", "8.2.1",
+                  "version_minor 0 (format 1.0, where unit_type 3 is reserved) and "
+                  "skippable_flag 0 in the face_base unit: an unknown critical unit",
+                  "a feature layer and a face", lambda s: bool(s.layers))
+def _face_unit_in_version_1_0(data, s):
+    data = _rehead(_put(data, 9, b"\x00"))
+    unit = _unit_of(data, _FB)
+    return _recrc(_put(data, unit.pos + 1, bytes([data[unit.pos + 1] & 0x7F])), unit)
 
 
 @_face_alteration("face_unit_not_skippable", "8.2.2", "skippable_flag 0 in the face_base unit")
@@ -1199,6 +1203,11 @@ _face_alteration("embedding_dim_zero", "13.3.3", "embedding_dim 0")(
     lambda data, s: _patch_face(data, _FB, "embedding_dim", b"\x00\x00"))
 _face_alteration("embedding_step_zero", "13.3.4", "embedding_step 0.0")(
     lambda data, s: _patch_face(data, _FB, "embedding_step", bytes(4)))
+_face_alteration("embedding_overflow", "13.5",
+                 "embedding_step 2^127: level x embedding_step overflows binary32 for every "
+                 "level of magnitude 2 or more", "a face with a level of magnitude 2 or more",
+                 lambda s: any(max(map(abs, f.base.levels)) >= 2 for f in s.faces))(
+    lambda data, s: _patch_face(data, _FB, "embedding_step", struct.pack(">f", 2.0 ** 127)))
 _face_alteration("eg_order", "13.3.5",
                  f"eg_order {entropy.MAX_EG_ORDER + 1}, one more than the largest allowed")(
     lambda data, s: _patch_face(data, _FB, "eg_order", bytes([entropy.MAX_EG_ORDER + 1])))

@@ -459,7 +459,7 @@ def test_generator_default_invalid_list(tmp_path):
     # the single log stream has two layers and a permutation, but no integer quantizer,
     # float16, lossless coding or second level
     face_alterations = {k for k, alt in conf.ALTERATIONS.items() if alt.scope == "face"}
-    assert len(face_alterations) == 17
+    assert len(face_alterations) == 18
     assert set(skipped) == {"quant_param_beyond_dtype", "offset_not_integer",
                             "offset_out_of_range", "level_too_low",
                             "hevc_lossless_implicit_rdpcm"} | face_alterations

@@ -26,7 +26,7 @@ SHA = bytes(range(32))
 
 
 def base(face_id="face0", levels=(3, -1, 0, 7), step=0.125, order=1, **kw) -> FaceBase:
-    fields = dict(face_id=face_id, embedder_idc=Embedder.DLIB_RESNET_V1,
+    fields = dict(face_id=face_id, embedder_idc=Embedder.UNSPECIFIED,
                   embedding_dim=len(levels), embedding_step=step, eg_order=order,
                   levels=tuple(levels), offset=0, payload_offset=0)
     fields.update(kw)
@@ -196,7 +196,8 @@ def faces(draw):
         step = entropy.as_step(draw(st.sampled_from([1e-3, 0.5, 3.0, 2.0 ** -20])))
         b = base(name, levels, step=step,
                  order=draw(st.integers(0, 6)),
-                 embedder_idc=draw(st.sampled_from(list(Embedder))))
+                 embedder_idc=draw(st.sampled_from(list(Embedder) if len(levels) == 128
+                                                   else [Embedder.UNSPECIFIED])))
         enh = None
         if draw(st.booleans()):
             ptype = draw(st.sampled_from(list(PredictorType)))
@@ -305,6 +306,10 @@ def test_face_and_layer_streams_keep_their_versions():
      ConformanceViolation),
     (lambda d: face_stream(*[Face(i, base(f"f{i}")) for i in range(17)]), "11.2",
      ConformanceViolation),
+    (lambda d: face_stream(Face(0, base(embedder_idc=Embedder.DLIB_RESNET_V1)),), "13.3.2",
+     ConformanceViolation),
+    (lambda d: face_stream(Face(0, base(levels=(3, 1 - (1 << 24)), step=2.0 ** 105)),), "13.5",
+     ConformanceViolation),
     (lambda d: build_stream(StreamHeader(1, 1, 1, 10, 0), []), "8.1.5", ConformanceViolation),
 ])
 def test_face_unit_violations(change, clause, cls):
@@ -313,11 +318,19 @@ def test_face_unit_violations(change, clause, cls):
     assert err.offset is not None and err.path
 
 
-def test_face_units_need_version_1_1():
+def test_face_unit_types_are_reserved_in_a_version_1_0_stream():
+    # a 1.0 stream may carry skippable units of types reserved in 1.0 (clause 8.2.1): a 1.1
+    # decoder skips them there, as a 1.0 decoder does
     checker = bitstream.Checker(collect=True)
-    parse_stream(face_stream(minor=0), checker=checker)
-    assert [v.clause for v in checker.violations] == ["8.1.5", "8.2.1"]
-    assert "needs format version 1.1" in str(checker.violations[1])
+    s = parse_stream(face_stream(minor=0), checker=checker)
+    assert [v.clause for v in checker.violations] == ["8.1.5"]      # num_layers 0 in 1.0
+    assert s.faces == () and [u.unit_type for u in s.skipped_units] == [3, 4]
+    raw = bytearray(face_stream(minor=0))
+    raw[units(bytes(raw))[0][1] + 1] = 0           # face_base not skippable: unknown, critical
+    checker = bitstream.Checker(collect=True)
+    parse_stream(_recrc_all(bytes(raw)), checker=checker)
+    assert [(v.clause, type(v)) for v in checker.violations] == [
+        ("8.1.5", ConformanceViolation), ("8.2.1", UnsupportedFeature)]
 
 
 def test_face_unit_violation_messages_and_positions():
@@ -530,3 +543,23 @@ def test_embedding_overflow_is_refused():
     with pytest.raises(EncoderInputError, match="overflow"):
         refcodec.encode(None, faces=[(face, FaceConfig(embedding_step=2e38,
                                                        enhancement="none"))])
+
+
+def test_largest_finite_embedding_is_allowed():
+    # 2^24 - 1 levels of step 2^104 give 2^128 - 2^104, the largest finite binary32 value
+    s = parse_stream(face_stream(Face(0, base(levels=((1 << 24) - 1,), step=2.0 ** 104)),))
+    out = decode_faces(s, images=False)["face0"].embedding
+    assert out[0] == np.finfo(np.float32).max
+
+
+def test_jpeg2000_texture_shall_be_a_codestream():
+    from PIL import Image
+    import io
+    from refcodec.face import texture
+    buf = io.BytesIO()
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(buf, format="JPEG2000")   # JP2 file
+    with pytest.raises(SyntaxViolation, match="codestream starting with ff4fff51"):
+        texture.decode_texture(buf.getvalue(), TextureCodec.JPEG2000, 16, 16, 3, offset=9,
+                               path="p")
+    with pytest.raises(SyntaxViolation, match="starting with ffd8"):
+        texture.decode_texture(b"\x89PNG....", TextureCodec.JPEG, 16, 16, 3, offset=9, path="p")

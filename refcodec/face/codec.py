@@ -45,7 +45,7 @@ def check_id(name: str, what: str) -> None:
 
 @dataclasses.dataclass(frozen=True)
 class FaceConfig:
-    """Settings of the informative face encoder (Annex A.5).
+    """Settings of the informative face encoder (Annex A.6).
 
     face_id         identifier of the face in the stream
     embedding_step  quantization step of the embedding (rounded to binary32)
@@ -227,7 +227,7 @@ def prediction_of(enh: FaceEnhancement, embedding: np.ndarray, index: int) -> np
 
 
 # ------------------------------------------------------------------------------------
-# Encoder (informative, Annex A.5)
+# Encoder (informative, Annex A.6)
 # ------------------------------------------------------------------------------------
 
 def encode_face(face: FaceInput, cfg: FaceConfig | None = None, *, index: int = 0,

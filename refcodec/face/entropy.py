@@ -25,6 +25,9 @@ from bitstring import Bits, ReadError, Reader
 MAX_ABS_LEVEL = (1 << 24) - 1
 #: Largest eg_order (clause 13.3.5).
 MAX_EG_ORDER = 24
+#: level * step rounds to infinity in binary32 exactly when |level * step| is at least this:
+#: halfway between the largest finite binary32 value (2^128 - 2^104) and 2^128.
+OVERFLOW_THRESHOLD = 2.0 ** 128 - 2.0 ** 103
 #: Longest ue(v) prefix (leading zero bits) a level within MAX_ABS_LEVEL can need.
 MAX_PREFIX_ZEROS = 25
 

@@ -27,6 +27,9 @@ from ..hevc import params
 
 #: The smallest picture side libx265 codes (informative encoder limit).
 MIN_HEVC_SIDE = 16
+#: The first bytes of each codec's payload: JPEG's SOI marker; a JPEG 2000 codestream's SOC
+#: and SIZ markers (a JP2 file, which starts with a box, is not a texture_payload).
+MAGIC = {TextureCodec.JPEG: b"\xff\xd8", TextureCodec.JPEG2000: b"\xff\x4f\xff\x51"}
 #: Pillow's name of each codec's format.
 PIL_FORMATS = {TextureCodec.JPEG: "JPEG", TextureCodec.JPEG2000: "JPEG2000"}
 
@@ -127,6 +130,12 @@ def decode_texture(payload: bytes, codec: TextureCodec, height: int, width: int,
         return np.ascontiguousarray(planes[:, :height, :width].transpose(1, 2, 0))
     image_cls = _pil()
     name = {TextureCodec.JPEG: "JPEG", TextureCodec.JPEG2000: "JPEG 2000"}[codec]
+    if not bytes(payload[:4]).startswith(MAGIC[codec]):
+        raise SyntaxViolation(f"texture_payload shall be a {name} "
+                              f"{'codestream' if codec == TextureCodec.JPEG2000 else 'stream'}"
+                              f" starting with {MAGIC[codec].hex()}, got "
+                              f"{bytes(payload[:4]).hex() or 'nothing'}", clause="13.4.8",
+                              offset=offset, path=path)
     try:
         img = image_cls.open(io.BytesIO(payload), formats=[PIL_FORMATS[codec]])
     except Exception as exc:  # noqa: BLE001 - Pillow raises many types on bad data

@@ -27,10 +27,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import NoReturn
 
+import numpy as np
 from bitstring import Bits, Reader
 
 from ..errors import ConformanceViolation
-from .annexb import PPS_NUT, SPS_NUT, START_CODE, VPS_NUT, rbsp, split_nal_units_with_offsets
+from .annexb import PPS_NUT, SPS_NUT, VPS_NUT, rbsp, split_nal_units_with_offsets
 
 PATH = "hevc_payload"
 #: The largest value of a ue(v) syntax element (9.2).
@@ -791,64 +792,71 @@ def parse_parameter_sets(payload: bytes) -> ParameterSets:
     vps: list[tuple[int, VPS]] = []
     sps: list[tuple[int, SPS]] = []
     pps: list[tuple[int, PPS]] = []
-    num_pictures = 0
-    first_vcl_offset = None
-    # The NAL units of annexb.split_nal_units_with_offsets, without copying the slice
-    # segments: a unit runs from after a start code to the next one (or the end), less the
-    # zero bytes before the next start code; empty units are left out.  When the third byte
-    # is not zero, stripping trailing zeros leaves the first three bytes (all that is read of
-    # a slice segment) and at least three bytes.
-    find = payload.find
+    # The NAL units of annexb.split_nal_units_with_offsets: a unit runs from after a start
+    # code to the next one (or the end), less the zero bytes before the next start code;
+    # empty units are left out.  Start codes never overlap, so they are all found at once;
+    # so are the plain units: at least three bytes with a non-zero third byte (stripping
+    # trailing zeros keeps those three, all that is read of a slice segment), a valid
+    # header and not a parameter set.  Only the other units are read one by one, in order.
     size = len(payload)
-    index = 0
-    nxt = find(START_CODE)
-    while nxt >= 0:
-        offset = nxt + 3
-        nxt = find(START_CODE, offset)
-        end = size if nxt < 0 else nxt
-        if end - offset >= 3 and payload[offset + 2]:
-            unit = None
-            head = payload[offset:offset + 3]
-        else:
-            unit = payload[offset:] if nxt < 0 else payload[offset:nxt].rstrip(b"\x00")
-            if not unit:
-                continue
-            head = unit[:3]
+    data = np.frombuffer(payload, np.uint8)
+    ones = np.flatnonzero(data[2:] == 1)
+    starts = ones[(data[ones] == 0) & (data[ones + 1] == 0)] + 3
+    count = len(starts)
+    ends = np.empty(count, np.intp)
+    ends[:-1] = starts[1:] - 3
+    ends[-1:] = size
+    last = size - 1
+    b0, b1, b2 = (data[np.minimum(starts + k, last)] for k in range(3))
+    nal_unit_types = (b0 >> 1) & 0x3F
+    vcl = nal_unit_types < FIRST_NON_VCL_NUT
+    plain = ((ends - starts >= 3) & (b2 != 0) & (b0 & 0x81 == 0) & (b1 & 0x07 != 0)
+             & (b1 >> 3 == 0) & (vcl | (nal_unit_types < VPS_NUT) | (nal_unit_types > PPS_NUT)))
+    plain_vcl = plain & vcl
+    num_pictures = int(np.count_nonzero(plain_vcl & (b2 >= 0x80)))
+    first = np.flatnonzero(plain_vcl)[:1]
+    first_vcl_offset = int(starts[first[0]]) if len(first) else None
+    empty = 0
+    for k in np.flatnonzero(~plain).tolist():
+        offset = int(starts[k])
+        unit = payload[offset:] if k == count - 1 else \
+            payload[offset:int(ends[k])].rstrip(b"\x00")
+        if not unit:
+            empty += 1
+            continue
+        index = k - empty
         # nal_unit_header() (7.3.1.2)
-        if len(head) < 2:
+        if len(unit) < 2:
             raise _violation("a NAL unit shall hold its two-byte header, got 1 byte", offset,
                              f"{PATH}.nal_unit[{index}]")
-        if head[0] & 0x80:
+        if unit[0] & 0x80:
             raise _violation("forbidden_zero_bit shall be 0, got 1", offset,
                              f"{PATH}.nal_unit[{index}].forbidden_zero_bit")
-        if head[1] & 0x07 == 0:
+        if unit[1] & 0x07 == 0:
             raise _violation("nuh_temporal_id_plus1 shall not be 0", offset,
                              f"{PATH}.nal_unit[{index}].nuh_temporal_id_plus1")
-        nuh_layer_id = ((head[0] & 1) << 5) | (head[1] >> 3)
+        nuh_layer_id = ((unit[0] & 1) << 5) | (unit[1] >> 3)
         if nuh_layer_id:
             raise _violation(f"nuh_layer_id shall be 0 (one HEVC layer), got {nuh_layer_id}",
                              offset, f"{PATH}.nal_unit[{index}].nuh_layer_id")
-        nal_unit_type = (head[0] >> 1) & 0x3F
+        nal_unit_type = (unit[0] >> 1) & 0x3F
         if nal_unit_type < FIRST_NON_VCL_NUT:
             # The first bit of slice_segment_header() (7.3.6.1); the payload byte after a
             # header is never an emulation_prevention_three_byte.
-            if len(head) < 3:
+            if len(unit) < 3:
                 raise _violation("a slice segment NAL unit shall hold a slice segment header",
                                  offset, f"{PATH}.nal_unit[{index}]"
                                          ".first_slice_segment_in_pic_flag")
-            num_pictures += head[2] >> 7
-            if first_vcl_offset is None:
+            num_pictures += unit[2] >> 7
+            if first_vcl_offset is None or offset < first_vcl_offset:
                 first_vcl_offset = offset
         elif VPS_NUT <= nal_unit_type <= PPS_NUT:
-            if unit is None:
-                unit = payload[offset:] if nxt < 0 else payload[offset:nxt].rstrip(b"\x00")
             found = vps if nal_unit_type == VPS_NUT else sps if nal_unit_type == SPS_NUT \
                 else pps
             name = "vps" if nal_unit_type == VPS_NUT else "sps" if nal_unit_type == SPS_NUT \
                 else "pps"
             found.append((offset, _parameter_set(unit, nal_unit_type, offset,
                                                  f"{PATH}.{name}[{len(found)}]")))
-        index += 1
     return ParameterSets(tuple(vps), tuple(sps), tuple(pps), num_pictures, first_vcl_offset)
 
 

@@ -13,7 +13,6 @@ can be found without losing sync with the syntax.
 
 from __future__ import annotations
 
-import functools
 import io
 import math
 import struct
@@ -149,6 +148,17 @@ def _field_offset(struct: construct.Struct, parsed, name: str) -> int:
 # problem); the checks below run on the result either way.  tests/test_bitstream.py checks
 # that both give the same fields.
 
+class _Fields(construct.Container):
+    """A construct Container whose fields are also plain instance attributes: the checks
+    read dozens of fields, and construct's Container.__getattr__ is a Python-level lookup.
+    Equal to the Container construct parses (equality compares the items); never changed
+    after it is made."""
+
+    def __init__(self, *args, **fields):
+        super().__init__(*args, **fields)
+        self.__dict__.update(self)
+
+
 _STREAM_HEADER = struct.Struct(">8sBBBBHHI")
 #: layer_header() from source_layout to layer_flags: two u8, four u32, three u8.
 _LAYER_HEADER_MIDDLE = struct.Struct(">BBIIIIBBB")
@@ -163,7 +173,7 @@ def _fast_stream_header(data: bytes) -> construct.Container:
     """syntax.stream_header.parse(data) for at least STREAM_HEADER_SIZE bytes."""
     (magic, version_major, version_minor, profile_idc, level_idc, num_layers, reserved,
      header_crc32) = _STREAM_HEADER.unpack_from(data)
-    return construct.Container(magic=magic, version_major=version_major,
+    return _Fields(magic=magic, version_major=version_major,
                                version_minor=version_minor, profile_idc=profile_idc,
                                level_idc=level_idc, num_layers=num_layers,
                                reserved_zero_16bits=reserved, header_crc32=header_crc32)
@@ -184,11 +194,11 @@ def _fast_layer_header(payload: bytes):
     if qtype not in (0, 1, 2):
         return None
     per_channel, permuted = bool(flags & 0x80), bool(flags & 0x40)
-    fixed = construct.Container(
+    fixed = _Fields(
         len_layer_id=payload[0], layer_id=payload[1:pos], source_layout=layout,
         source_dtype=dtype, batch_size=batch, num_channels=channels, height=height,
         width=width, sample_bit_depth=depth, quantizer_type=qtype,
-        layer_flags=construct.Container(per_channel_quant_flag=per_channel,
+        layer_flags=_Fields(per_channel_quant_flag=per_channel,
                                         channel_permutation_flag=permuted,
                                         reserved_zero_6bits=flags & 0x3F))
     pos += _LAYER_HEADER_MIDDLE.size
@@ -200,10 +210,10 @@ def _fast_layer_header(payload: bytes):
             4 if payload[permutation_end] == 1 else 0) + _LAYER_HEADER_TAIL.size:
         return None
     if qtype == 2:
-        params = [construct.Container(offset_value=v)
+        params = [_Fields(offset_value=v)
                   for (v,) in one.iter_unpack(payload[pos:params_end])]
     else:
-        params = [construct.Container(min_value=lo, max_value=hi)
+        params = [_Fields(min_value=lo, max_value=hi)
                   for lo, hi in one.iter_unpack(payload[pos:params_end])]
     permutation = None
     if permuted:
@@ -215,11 +225,11 @@ def _fast_layer_header(payload: bytes):
     tile_grid = None
     if packing_type == 1:
         rows, cols = _TILE_GRID.unpack_from(payload, pos)
-        tile_grid = construct.Container(tile_rows=rows, tile_cols=cols)
+        tile_grid = _Fields(tile_rows=rows, tile_cols=cols)
         pos += _TILE_GRID.size
     pad_mode, pad_bottom, pad_right, payload_codec = _LAYER_HEADER_TAIL.unpack_from(payload,
                                                                                     pos)
-    full = construct.Container(fixed, quant_params=construct.ListContainer(params),
+    full = _Fields(fixed, quant_params=construct.ListContainer(params),
                                channel_permutation=permutation, packing_type=packing_type,
                                tile_grid=tile_grid, pad_mode=pad_mode, pad_bottom=pad_bottom,
                                pad_right=pad_right, payload_codec=payload_codec)
@@ -429,9 +439,12 @@ class _Reader:
         else:
             c, full, consumed = fast
 
-        @functools.cache
+        offsets = {}   # one re-build per field, however many violations it has
+
         def at(name):
-            return base + _field_offset(fixed_struct, c, name)
+            if name not in offsets:
+                offsets[name] = base + _field_offset(fixed_struct, c, name)
+            return offsets[name]
 
         def fail(cls, clause, message, name):
             self.fail(cls, clause, message, at(name), f"{path}.{name}")
@@ -485,9 +498,12 @@ class _Reader:
             full, consumed = self._parse(syntax.layer_header, payload, base, path,
                                          "layer_header()")
 
-        @functools.cache     # one re-build per field, however many violations it has
+        full_offsets = {}
+
         def at_full(name):
-            return base + _field_offset(syntax.layer_header, full, name)
+            if name not in full_offsets:
+                full_offsets[name] = base + _field_offset(syntax.layer_header, full, name)
+            return full_offsets[name]
 
         def fail_full(cls, clause, message, name, sub="", delta=0):
             self.fail(cls, clause, message, at_full(name) + delta, f"{path}.{name}{sub}")

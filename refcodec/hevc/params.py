@@ -780,6 +780,9 @@ def _parameter_set(unit: bytes, nal_unit_type: int, offset: int, path: str) -> V
     return value
 
 
+_HEAD = np.arange(3)
+
+
 def parse_parameter_sets(payload: bytes) -> ParameterSets:
     """The VPS, SPS and PPS of an Annex-B payload and its number of pictures.
 
@@ -800,24 +803,27 @@ def parse_parameter_sets(payload: bytes) -> ParameterSets:
     # header and not a parameter set.  Only the other units are read one by one, in order.
     size = len(payload)
     data = np.frombuffer(payload, np.uint8)
-    ones = np.flatnonzero(data[2:] == 1)
-    starts = ones[(data[ones] == 0) & (data[ones + 1] == 0)] + 3
+    ones = (data[2:] == 1).nonzero()[0]
+    starts = ones[(data[ones] | data[ones + 1]) == 0] + 3
     count = len(starts)
     ends = np.empty(count, np.intp)
     ends[:-1] = starts[1:] - 3
     ends[-1:] = size
-    last = size - 1
-    b0, b1, b2 = (data[np.minimum(starts + k, last)] for k in range(3))
+    # the first three bytes of each unit (clipped at the end of the payload: units shorter
+    # than three bytes are never plain)
+    b0, b1, b2 = data[np.minimum(starts[:, None] + _HEAD, size - 1)].T
     nal_unit_types = (b0 >> 1) & 0x3F
     vcl = nal_unit_types < FIRST_NON_VCL_NUT
-    plain = ((ends - starts >= 3) & (b2 != 0) & (b0 & 0x81 == 0) & (b1 & 0x07 != 0)
-             & (b1 >> 3 == 0) & (vcl | (nal_unit_types < VPS_NUT) | (nal_unit_types > PPS_NUT)))
+    # forbidden_zero_bit 0, nuh_layer_id 0 (its high bit is bit 0 of the first byte),
+    # nuh_temporal_id_plus1 not 0, not a VPS, SPS or PPS
+    plain = ((ends - starts >= 3) & (b2 != 0) & (b0 & 0x81 == 0) & (b1 != 0) & (b1 < 8)
+             & (vcl | (nal_unit_types > PPS_NUT)))
     plain_vcl = plain & vcl
     num_pictures = int(np.count_nonzero(plain_vcl & (b2 >= 0x80)))
-    first = np.flatnonzero(plain_vcl)[:1]
+    first = plain_vcl.nonzero()[0][:1]
     first_vcl_offset = int(starts[first[0]]) if len(first) else None
     empty = 0
-    for k in np.flatnonzero(~plain).tolist():
+    for k in (~plain).nonzero()[0].tolist():
         offset = int(starts[k])
         unit = payload[offset:] if k == count - 1 else \
             payload[offset:int(ends[k])].rstrip(b"\x00")

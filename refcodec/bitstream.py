@@ -173,10 +173,9 @@ def _fast_stream_header(data: bytes) -> construct.Container:
     """syntax.stream_header.parse(data) for at least STREAM_HEADER_SIZE bytes."""
     (magic, version_major, version_minor, profile_idc, level_idc, num_layers, reserved,
      header_crc32) = _STREAM_HEADER.unpack_from(data)
-    return _Fields(magic=magic, version_major=version_major,
-                               version_minor=version_minor, profile_idc=profile_idc,
-                               level_idc=level_idc, num_layers=num_layers,
-                               reserved_zero_16bits=reserved, header_crc32=header_crc32)
+    return _Fields(magic=magic, version_major=version_major, version_minor=version_minor,
+                   profile_idc=profile_idc, level_idc=level_idc, num_layers=num_layers,
+                   reserved_zero_16bits=reserved, header_crc32=header_crc32)
 
 
 def _fast_layer_header(payload: bytes):
@@ -199,8 +198,8 @@ def _fast_layer_header(payload: bytes):
         source_dtype=dtype, batch_size=batch, num_channels=channels, height=height,
         width=width, sample_bit_depth=depth, quantizer_type=qtype,
         layer_flags=_Fields(per_channel_quant_flag=per_channel,
-                                        channel_permutation_flag=permuted,
-                                        reserved_zero_6bits=flags & 0x3F))
+                            channel_permutation_flag=permuted,
+                            reserved_zero_6bits=flags & 0x3F))
     pos += _LAYER_HEADER_MIDDLE.size
     one = _OFFSET if qtype == 2 else _MINMAX
     params_end = pos + (channels if per_channel else 1) * one.size
@@ -210,8 +209,7 @@ def _fast_layer_header(payload: bytes):
             4 if payload[permutation_end] == 1 else 0) + _LAYER_HEADER_TAIL.size:
         return None
     if qtype == 2:
-        params = [_Fields(offset_value=v)
-                  for (v,) in one.iter_unpack(payload[pos:params_end])]
+        params = [_Fields(offset_value=v) for (v,) in one.iter_unpack(payload[pos:params_end])]
     else:
         params = [_Fields(min_value=lo, max_value=hi)
                   for lo, hi in one.iter_unpack(payload[pos:params_end])]
@@ -230,9 +228,9 @@ def _fast_layer_header(payload: bytes):
     pad_mode, pad_bottom, pad_right, payload_codec = _LAYER_HEADER_TAIL.unpack_from(payload,
                                                                                     pos)
     full = _Fields(fixed, quant_params=construct.ListContainer(params),
-                               channel_permutation=permutation, packing_type=packing_type,
-                               tile_grid=tile_grid, pad_mode=pad_mode, pad_bottom=pad_bottom,
-                               pad_right=pad_right, payload_codec=payload_codec)
+                   channel_permutation=permutation, packing_type=packing_type,
+                   tile_grid=tile_grid, pad_mode=pad_mode, pad_bottom=pad_bottom,
+                   pad_right=pad_right, payload_codec=payload_codec)
     return fixed, full, pos + _LAYER_HEADER_TAIL.size
 
 

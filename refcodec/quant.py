@@ -93,8 +93,10 @@ def dequantize(samples: np.ndarray, qtype: int, params: list[ParamSet], bit_dept
     out = np.empty(samples.shape, dtype=out_dtype)
     for c, p in enumerate(params):
         table = output_table(qtype, p, bit_depth, out_dtype)
-        for n in range(samples.shape[0]):
-            _lookup(table, samples[n, c, ...], out[n, c, ...])
+        if samples.shape[0] == 1:   # a channel of out is contiguous
+            _lookup(table, samples[0, c, ...], out[0, c, ...])
+        else:
+            np.take(table, samples[:, c], out=out[:, c], mode="wrap")
     return out
 
 

@@ -2,7 +2,9 @@
 
 ``parse_stream`` reads and checks a whole bitstream except the HEVC payloads;
 ``build_stream`` writes one.  This is the only module that handles construct Containers
-and the only place where ``ConstructError`` is caught and converted.
+and the only place where ``ConstructError`` is caught and converted.  The stream header
+and layer headers are read with ``struct`` into the Containers construct would give
+(construct parses whatever the fast path does not take, so every error is construct's).
 
 Checking is done through a ``Checker``: in the default mode the first violation is
 raised; ``refcodec verify`` uses a collecting checker that records every violation that
@@ -11,10 +13,11 @@ can be found without losing sync with the syntax.
 
 from __future__ import annotations
 
-import functools
 import io
 import math
+import struct
 import zlib
+
 import construct
 
 from . import syntax
@@ -178,6 +181,98 @@ def _field_offset(struct: construct.Struct, parsed, name: str) -> int:
     return offset
 
 
+# Fast paths: the same fields as construct parses them from syntax.stream_header and
+# syntax.layer_header, read with struct.  A fast parser returns None whenever the data is
+# too short or anything else is not plain, and construct then parses it (and reports the
+# problem); the checks below run on the result either way.  tests/test_bitstream.py checks
+# that both give the same fields.
+
+class _Fields(construct.Container):
+    """A construct Container whose fields are also plain instance attributes: the checks
+    read dozens of fields, and construct's Container.__getattr__ is a Python-level lookup.
+    Equal to the Container construct parses (equality compares the items); never changed
+    after it is made."""
+
+    def __init__(self, *args, **fields):
+        super().__init__(*args, **fields)
+        self.__dict__.update(self)
+
+
+_STREAM_HEADER = struct.Struct(">8sBBBBHHI")
+#: layer_header() from source_layout to layer_flags: two u8, four u32, three u8.
+_LAYER_HEADER_MIDDLE = struct.Struct(">BBIIIIBBB")
+_MINMAX = struct.Struct(">ff")
+_OFFSET = struct.Struct(">f")
+_TILE_GRID = struct.Struct(">HH")
+#: pad_mode, pad_bottom, pad_right, payload_codec.
+_LAYER_HEADER_TAIL = struct.Struct(">BBBB")
+
+
+def _fast_stream_header(data: bytes) -> construct.Container:
+    """syntax.stream_header.parse(data) for at least STREAM_HEADER_SIZE bytes."""
+    (magic, version_major, version_minor, profile_idc, level_idc, num_layers, reserved,
+     header_crc32) = _STREAM_HEADER.unpack_from(data)
+    return _Fields(magic=magic, version_major=version_major, version_minor=version_minor,
+                   profile_idc=profile_idc, level_idc=level_idc, num_layers=num_layers,
+                   reserved_zero_16bits=reserved, header_crc32=header_crc32)
+
+
+def _fast_layer_header(payload: bytes):
+    """(fixed, full, consumed): what _LAYER_HEADER_FIXED and syntax.layer_header parse from
+    ``payload`` and the bytes the latter consumes, or None (construct's turn) when the
+    payload is too short for either or quantizer_type is not a known value."""
+    size = len(payload)
+    if not size:
+        return None
+    pos = 1 + payload[0]
+    if size < pos + _LAYER_HEADER_MIDDLE.size:
+        return None
+    (layout, dtype, batch, channels, height, width, depth, qtype,
+     flags) = _LAYER_HEADER_MIDDLE.unpack_from(payload, pos)
+    if qtype not in (0, 1, 2):
+        return None
+    per_channel, permuted = bool(flags & 0x80), bool(flags & 0x40)
+    fixed = _Fields(
+        len_layer_id=payload[0], layer_id=payload[1:pos], source_layout=layout,
+        source_dtype=dtype, batch_size=batch, num_channels=channels, height=height,
+        width=width, sample_bit_depth=depth, quantizer_type=qtype,
+        layer_flags=_Fields(per_channel_quant_flag=per_channel,
+                            channel_permutation_flag=permuted,
+                            reserved_zero_6bits=flags & 0x3F))
+    pos += _LAYER_HEADER_MIDDLE.size
+    one = _OFFSET if qtype == 2 else _MINMAX
+    params_end = pos + (channels if per_channel else 1) * one.size
+    permutation_end = params_end + (4 * channels if permuted else 0)
+    # packing_type, then tile_grid if it is 1, then the four u8 of _LAYER_HEADER_TAIL
+    if size < permutation_end + 1 or size < permutation_end + 1 + (
+            4 if payload[permutation_end] == 1 else 0) + _LAYER_HEADER_TAIL.size:
+        return None
+    if qtype == 2:
+        params = [_Fields(offset_value=v) for (v,) in one.iter_unpack(payload[pos:params_end])]
+    else:
+        params = [_Fields(min_value=lo, max_value=hi)
+                  for lo, hi in one.iter_unpack(payload[pos:params_end])]
+    permutation = None
+    if permuted:
+        permutation = construct.ListContainer(
+            struct.unpack_from(f">{channels}I", payload, params_end))
+    pos = permutation_end
+    packing_type = payload[pos]
+    pos += 1
+    tile_grid = None
+    if packing_type == 1:
+        rows, cols = _TILE_GRID.unpack_from(payload, pos)
+        tile_grid = _Fields(tile_rows=rows, tile_cols=cols)
+        pos += _TILE_GRID.size
+    pad_mode, pad_bottom, pad_right, payload_codec = _LAYER_HEADER_TAIL.unpack_from(payload,
+                                                                                    pos)
+    full = _Fields(fixed, quant_params=construct.ListContainer(params),
+                   channel_permutation=permutation, packing_type=packing_type,
+                   tile_grid=tile_grid, pad_mode=pad_mode, pad_bottom=pad_bottom,
+                   pad_right=pad_right, payload_codec=payload_codec)
+    return fixed, full, pos + _LAYER_HEADER_TAIL.size
+
+
 class _Reader:
     def __init__(self, data: bytes, checker: Checker, limits: Level | None):
         self.data = data
@@ -212,7 +307,7 @@ class _Reader:
             self.stop(SyntaxViolation, "8.1.1",
                       f"stream_header() needs {size} bytes, got {len(data)}",
                       len(data), "stream_header")
-        c = syntax.stream_header.parse(data[:size])
+        c = _fast_stream_header(data)
         if c.version_major != syntax.VERSION_MAJOR:
             newer = c.version_major > syntax.VERSION_MAJOR
             self.stop(UnsupportedFeature, "8.1.2",
@@ -258,6 +353,7 @@ class _Reader:
         pending: tuple[LayerHeader, int] | None = None
         seen_ids: set[str] = set()
         unit_index = 0
+        view = memoryview(data)   # CRC-32 of each unit without copying it
         while True:
             path = f"units[{unit_index}]"
             if pos >= len(data):
@@ -282,13 +378,12 @@ class _Reader:
                           f"({len(data) - pos - syntax.UNIT_OVERHEAD} bytes left)",
                           pos + 2, f"{path}.len_unit_payload")
             stored_crc = int.from_bytes(data[end - 4:end], "big")
-            computed = crc32(data[pos:end - 4])
+            computed = crc32(view[pos:end - 4])
             if stored_crc != computed:
                 self.stop(SyntaxViolation, "8.2.5",
                           f"unit_crc32 shall be {computed:08x}, got {stored_crc:08x}",
                           end - 4, f"{path}.unit_crc32")
             payload_pos = pos + syntax.UNIT_PREFIX
-            payload = data[payload_pos:end - 4]
             known = unit_type in UnitType.__members__.values()
             if unit_type in FACE_UNITS and header.version_minor < 1:
                 known = False      # reserved types in a 1.0 stream (clause 8.2.1)
@@ -325,7 +420,7 @@ class _Reader:
                               f"the stream holds more layers than num_layers "
                               f"({header.num_layers})", pos, f"{path}.unit_type")
                 lpath = f"layers[{len(layers)}]"
-                lh = self.read_layer_header(payload, payload_pos, lpath)
+                lh = self.read_layer_header(data[payload_pos:end - 4], payload_pos, lpath)
                 if lh.layer_id in seen_ids:
                     self.fail(ConformanceViolation, "8.3.1",
                               f"layer_id {lh.layer_id!r} shall be unique in the stream",
@@ -346,8 +441,8 @@ class _Reader:
                     self.fail(ConformanceViolation, "8.4.2", "hevc_payload shall not be empty",
                               payload_pos + 16, f"{lpath}.hevc_payload")
                 layers.append(Layer(index=len(layers), header=pending[0],
-                                    sample_md5=bytes(payload[:16]),
-                                    hevc_payload=bytes(payload[16:]),
+                                    sample_md5=data[payload_pos:payload_pos + 16],
+                                    hevc_payload=data[payload_pos + 16:end - 4],
                                     header_offset=pending[1], data_offset=pos,
                                     payload_offset=payload_pos + 16))
                 pending = None
@@ -552,11 +647,18 @@ class _Reader:
     def read_layer_header(self, payload: bytes, base: int, path: str) -> LayerHeader:
         lvl = self.level
         fixed_struct = _LAYER_HEADER_FIXED
-        c, _ = self._parse(fixed_struct, payload, base, path, "layer_header()")
+        fast = _fast_layer_header(payload)
+        if fast is None:
+            c, _ = self._parse(fixed_struct, payload, base, path, "layer_header()")
+        else:
+            c, full, consumed = fast
 
-        @functools.cache
+        offsets = {}   # one re-build per field, however many violations it has
+
         def at(name):
-            return base + _field_offset(fixed_struct, c, name)
+            if name not in offsets:
+                offsets[name] = base + _field_offset(fixed_struct, c, name)
+            return offsets[name]
 
         def fail(cls, clause, message, name):
             self.fail(cls, clause, message, at(name), f"{path}.{name}")
@@ -606,11 +708,16 @@ class _Reader:
                  "layer_flags")
 
         # --- the whole structure ---
-        full, consumed = self._parse(syntax.layer_header, payload, base, path, "layer_header()")
+        if fast is None:
+            full, consumed = self._parse(syntax.layer_header, payload, base, path,
+                                         "layer_header()")
 
-        @functools.cache     # one re-build per field, however many violations it has
+        full_offsets = {}
+
         def at_full(name):
-            return base + _field_offset(syntax.layer_header, full, name)
+            if name not in full_offsets:
+                full_offsets[name] = base + _field_offset(syntax.layer_header, full, name)
+            return full_offsets[name]
 
         def fail_full(cls, clause, message, name, sub="", delta=0):
             self.fail(cls, clause, message, at_full(name) + delta, f"{path}.{name}{sub}")

@@ -149,7 +149,10 @@ def _layers_of(tensors) -> list[tuple[str, object]]:
 def planes_md5(pictures: np.ndarray, bit_depth: int) -> list[bytes]:
     """H.265 picture_md5 of each plane: samples in raster order, one byte each at 8-bit,
     two bytes little-endian otherwise (clause 8.4.1)."""
-    dtype = np.uint8 if bit_depth == 8 else np.dtype("<u2")
+    dtype = np.dtype(np.uint8) if bit_depth == 8 else np.dtype("<u2")
+    if isinstance(pictures, np.ndarray) and pictures.dtype == dtype \
+            and pictures.flags.c_contiguous:   # hash the planes as they are
+        return [hashlib.md5(p).digest() for p in pictures]
     return [hashlib.md5(np.ascontiguousarray(p, dtype=dtype)).digest() for p in pictures]
 
 

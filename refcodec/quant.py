@@ -50,6 +50,21 @@ def output_table(qtype: int, params: ParamSet, bit_depth: int, out_dtype) -> np.
     return reconstruction_table(qtype, params, bit_depth).astype(np.float32).astype(out_dtype)
 
 
+#: Samples per np.take call in ``dequantize``: np.take first converts its indices to intp,
+#: and a block's worth (512 KiB) stays in the CPU cache, which makes the lookup two to three
+#: times faster than indexing with the whole array at once.
+TAKE_BLOCK = 1 << 16
+
+
+def _lookup(table: np.ndarray, samples: np.ndarray, out: np.ndarray) -> None:
+    """out[...] = table[samples] for a C-contiguous ``out`` of samples' shape, block by block.
+    Every sample shall be below len(table) (checked by the caller)."""
+    flat = samples.reshape(-1)
+    dest = out.reshape(-1)
+    for i in range(0, flat.size, TAKE_BLOCK):
+        np.take(table, flat[i:i + TAKE_BLOCK], out=dest[i:i + TAKE_BLOCK], mode="wrap")
+
+
 def dequantize(samples: np.ndarray, qtype: int, params: list[ParamSet], bit_depth: int,
                out_dtype=np.float32) -> np.ndarray:
     """Dequantize integer samples laid out N x C x H x W.
@@ -63,15 +78,26 @@ def dequantize(samples: np.ndarray, qtype: int, params: list[ParamSet], bit_dept
         raise ValueError(f"samples shall be uint8 or uint16, got {samples.dtype}")
     if len(params) not in (1, samples.shape[1]):
         raise ValueError(f"{len(params)} parameter sets for {samples.shape[1]} channels")
-    try:    # fancy indexing checks every sample against the table length 2**bit_depth
-        if len(params) == 1:
-            return output_table(qtype, params[0], bit_depth, out_dtype)[samples]
+    # a table has 2**bit_depth entries; samples whose dtype can exceed it are checked here,
+    # so that np.take needs no bounds check (8-bit samples never can at 8, 10 or 12 bits)
+    if np.iinfo(samples.dtype).max >> bit_depth and samples.size \
+            and int(samples.max()) >> bit_depth:
+        raise ValueError(f"samples shall be below 2**{bit_depth}")
+    if len(params) == 1:
+        table = output_table(qtype, params[0], bit_depth, out_dtype)
+        if not samples.flags.c_contiguous:  # the result keeps the samples' memory order
+            return table[samples]
         out = np.empty(samples.shape, dtype=out_dtype)
-        for c, p in enumerate(params):
-            out[:, c] = output_table(qtype, p, bit_depth, out_dtype)[samples[:, c]]
+        _lookup(table, samples, out)
         return out
-    except IndexError:
-        raise ValueError(f"samples shall be below 2**{bit_depth}") from None
+    out = np.empty(samples.shape, dtype=out_dtype)
+    for c, p in enumerate(params):
+        table = output_table(qtype, p, bit_depth, out_dtype)
+        if samples.shape[0] == 1:   # a channel of out is contiguous
+            _lookup(table, samples[0, c, ...], out[0, c, ...])
+        else:
+            np.take(table, samples[:, c], out=out[:, c], mode="wrap")
+    return out
 
 
 # ------------------------------------------------------------------------------------

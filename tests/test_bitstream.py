@@ -513,3 +513,136 @@ def test_bounds_finite_in_source_dtype():
     assert err.clause == "8.3.7" and "float16 (magnitude at most 65504.0)" in str(err)
     parse_stream(stream(dataclasses.replace(h, quant_params=(QuantParams(min_value=-65504.0,
                                                                          max_value=65504.0),))))
+
+
+# ---------------------------------------------------------------------------------
+# the struct fast paths of the parser against construct
+# ---------------------------------------------------------------------------------
+
+def plain(value):
+    """A parsed construct value as plain data: no "_" keys, floats by their bits (NaN too)."""
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items() if not k.startswith("_")}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    if isinstance(value, float):
+        return ("f", struct.pack(">d", value))
+    return (type(value).__name__, value)
+
+
+def construct_layer_header(payload: bytes):
+    """(fixed, full, consumed) as construct parses them; None when a parse fails, "unknown"
+    for a quantizer_type that is none of the known ones (construct would parse no
+    quant_params at all, however large num_channels is)."""
+    import io
+
+    import construct
+    try:
+        fixed = bitstream._LAYER_HEADER_FIXED.parse(payload)
+        if fixed.quantizer_type not in (0, 1, 2):
+            return "unknown"
+        buffer = io.BytesIO(payload)
+        full = syntax.layer_header.parse_stream(buffer)
+    except construct.ConstructError:
+        return None
+    return fixed, full, buffer.tell()
+
+
+def check_fast_layer_header(payload: bytes) -> None:
+    """The fast path parses what construct parses, and leaves to construct exactly the
+    payloads construct cannot parse and those with an unknown quantizer_type."""
+    fast = bitstream._fast_layer_header(payload)
+    slow = construct_layer_header(payload)
+    if slow is None or slow == "unknown":
+        assert fast is None
+    else:
+        assert fast is not None
+        assert [plain(v) for v in fast[:2]] == [plain(v) for v in slow[:2]]
+        assert fast[2] == slow[2]
+
+
+@st.composite
+def layer_header_payloads(draw):
+    """layer_header() payloads: built ones, then maybe bytes changed, cut or added."""
+    try:
+        raw = bytearray(bitstream.build_layer_header(draw(layer_headers())))
+    except UnicodeEncodeError:
+        raw = bytearray(bitstream.build_layer_header(header()))
+    for _ in range(draw(st.integers(0, 3))):
+        pos = draw(st.integers(0, len(raw) - 1))
+        raw[pos] = draw(st.sampled_from([0, 1, 2, 3, 0x40, 0x80, 0xC0, 0xFF,
+                                         draw(st.integers(0, 255))]))
+    raw = raw[:draw(st.integers(0, len(raw)))] if draw(st.booleans()) else raw
+    return bytes(raw + draw(st.binary(max_size=8)))
+
+
+@given(layer_header_payloads())
+@settings(max_examples=300)
+def test_fast_layer_header_is_constructs_parse(payload):
+    check_fast_layer_header(payload)
+
+
+@given(st.binary(max_size=80))
+@settings(max_examples=300)
+def test_fast_layer_header_arbitrary_bytes(payload):
+    check_fast_layer_header(payload)
+
+
+def test_fast_layer_header_every_layout():
+    for kw in (dict(), dict(packing_type=PackingType.CHANNEL_PER_PICTURE, tile_rows=1,
+                            tile_cols=1),
+               dict(per_channel_quant_flag=True, channel_permutation=(2, 0, 1),
+                    quant_params=(QuantParams(min_value=-1.0, max_value=2.0),) * 3),
+               dict(quantizer_type=QuantizerType.INTEGER,
+                    quant_params=(QuantParams(offset_value=-7.0),))):
+        raw = bitstream.build_layer_header(header(**kw))
+        for cut in range(len(raw) + 1):
+            check_fast_layer_header(raw[:cut])
+        assert bitstream._fast_layer_header(raw) is not None
+
+
+@given(st.binary(min_size=12, max_size=12))
+def test_fast_stream_header_is_constructs_parse(rest):
+    data = syntax.MAGIC + rest
+    assert plain(bitstream._fast_stream_header(data)) == plain(syntax.stream_header.parse(data))
+
+
+@given(st.data())
+@settings(max_examples=300)
+def test_parse_stream_same_with_and_without_fast_paths(data):
+    """Streams with changed bytes (CRCs fixed) give the same records and the same
+    violations (class, clause, message, offset, path) with the fast paths as with
+    construct alone."""
+    h2 = header(layer_id="b", per_channel_quant_flag=True,
+                quant_params=(QuantParams(min_value=0.0, max_value=1.0),) * 3,
+                channel_permutation=(2, 0, 1))
+    base = bytearray(stream(header(), h2))
+    for _ in range(data.draw(st.integers(1, 4))):
+        pos = data.draw(st.integers(HEADER_UNIT, len(base) - 1))
+        base[pos] = data.draw(st.integers(0, 255))
+    blob = rehead(bytes(base))
+    pos = HEADER_UNIT
+    while pos + 6 <= len(blob):
+        length = int.from_bytes(blob[pos + 2:pos + 6], "big")
+        if pos + 10 + length > len(blob):
+            break
+        blob = recrc(blob, pos)
+        pos += 10 + length
+
+    def outcome():
+        checker = Checker(collect=True)
+        s = parse_stream(blob, checker=checker)
+        try:
+            parse_stream(blob)
+            first = None
+        except BitstreamError as exc:
+            first = (type(exc), str(exc), exc.clause, exc.offset, exc.path)
+        return s, first, [(type(v), str(v), v.clause, v.offset, v.path)
+                          for v in checker.violations]
+
+    fast = outcome()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(bitstream, "_fast_layer_header", lambda payload: None)
+        mp.setattr(bitstream, "_fast_stream_header", syntax.stream_header.parse)
+        slow = outcome()
+    assert fast == slow

@@ -169,6 +169,43 @@ def test_sample_md5_matches_independent_computation(rng):
     assert layer.sample_md5 == hashlib.md5(per_picture).digest()
 
 
+@pytest.mark.parametrize("depth, height, width", [(8, 16, 16), (8, 24, 40), (10, 16, 24),
+                                                  (12, 40, 16)])
+def test_planes_copied_from_the_frame_buffer_equal_to_ndarray(depth, height, width, rng):
+    """decode_pictures copies each plane from the frame's buffer (pyav.copy_samples), with
+    to_ndarray as the fallback for an unusual plane: both give to_ndarray's samples."""
+    from refcodec.hevc import pyav
+    x = relu_features(rng, (1, 3, height, width), scale=40.0)
+    data = refcodec.encode(x, EncoderConfig(bit_depth=depth, quantizer="uniform", **FAST))
+    layer = refcodec.read_headers(data).layers[0]
+    h = layer.header
+    dtype = np.uint8 if depth == 8 else np.uint16
+    planes = codec.decode_pictures(layer)
+    frames = pyav.decode_frames(layer.hevc_payload)
+    assert planes.dtype == dtype and len(frames) == len(planes) == h.num_pictures
+    for frame, plane in zip(frames, planes):
+        assert frame.planes[0].line_size > width * planes.itemsize or width % 64 == 0
+        assert np.array_equal(plane, frame.to_ndarray())
+        assert depth == 8 or plane.max() > 255
+
+    class NarrowPlane:   # a plane whose lines are shorter than the picture: the fallback
+        line_size = 1
+        buffer_size = 1
+
+    class Frame:
+        planes = (NarrowPlane(),)
+
+        def __init__(self, frame):
+            self.frame = frame
+
+        def to_ndarray(self):
+            return self.frame.to_ndarray()
+
+    dest = np.empty((h.picture_height, h.picture_width), dtype)
+    pyav.copy_samples(Frame(frames[-1]), dest)
+    assert np.array_equal(dest, frames[-1].to_ndarray())
+
+
 def test_corrupted_md5_detected(rng):
     data = bytearray(refcodec.encode(relu_features(rng, (1, 2, 16, 16)), EncoderConfig(**FAST)))
     layer = refcodec.read_headers(bytes(data)).layers[0]

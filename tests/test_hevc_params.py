@@ -713,3 +713,131 @@ def test_emulation_prevention_inverts_rbsp(data):
     unit = annexb.emulation_prevention(data)
     assert b"\x00\x00\x00" not in unit and b"\x00\x00\x01" not in unit
     assert annexb.rbsp(b"\x40\x01" + unit) == data
+
+
+# ---- the NAL unit walk and the parameter-set cache of parse_parameter_sets ----
+
+def reference_walk(data: bytes):
+    """What parse_parameter_sets reads of the NAL units, written plainly over
+    annexb.split_nal_units_with_offsets: (num_pictures, first VCL offset, parameter-set
+    offsets by type) or the violation's (message, offset, path)."""
+    try:
+        sets = parse_parameter_sets(data)
+    except ConformanceViolation as exc:
+        got = (exc.message, exc.offset, exc.path)
+    else:
+        got = (sets.num_pictures, sets.first_vcl_offset,
+               [o for o, _ in sets.vps], [o for o, _ in sets.sps], [o for o, _ in sets.pps])
+    rest = data.lstrip(b"\x00")
+    if not (len(data) - len(rest) >= 2 and rest[:1] == b"\x01"):
+        return got, ("the HEVC payload shall start with an Annex-B start code (0x000001)", 0,
+                     "hevc_payload")
+    pictures, first, offsets = 0, None, {32: [], 33: [], 34: []}
+    for index, (offset, unit) in enumerate(annexb.split_nal_units_with_offsets(data)):
+        where = f"hevc_payload.nal_unit[{index}]"
+        if len(unit) < 2:
+            return got, ("a NAL unit shall hold its two-byte header, got 1 byte", offset, where)
+        if unit[0] & 0x80:
+            return got, ("forbidden_zero_bit shall be 0, got 1", offset,
+                         f"{where}.forbidden_zero_bit")
+        if unit[1] & 7 == 0:
+            return got, ("nuh_temporal_id_plus1 shall not be 0", offset,
+                         f"{where}.nuh_temporal_id_plus1")
+        layer = ((unit[0] & 1) << 5) | (unit[1] >> 3)
+        if layer:
+            return got, (f"nuh_layer_id shall be 0 (one HEVC layer), got {layer}", offset,
+                         f"{where}.nuh_layer_id")
+        t = (unit[0] >> 1) & 0x3F
+        if t < 32:
+            if len(unit) < 3:
+                return got, ("a slice segment NAL unit shall hold a slice segment header",
+                             offset, f"{where}.first_slice_segment_in_pic_flag")
+            pictures += unit[2] >> 7
+            first = offset if first is None else first
+        elif t in offsets:
+            try:   # the unit on its own, where its violation (if any) is the whole answer
+                parse_parameter_sets(b"\x00\x00\x01" + unit)
+            except ConformanceViolation as exc:
+                name = {32: "vps", 33: "sps", 34: "pps"}[t]
+                return got, (exc.message, offset,
+                             exc.path.replace(f"{name}[0]", f"{name}[{len(offsets[t])}]", 1))
+            offsets[t].append(offset)
+    return got, (pictures, first, offsets[32], offsets[33], offsets[34])
+
+
+_UNIT_HEADS = [bytes([t << 1, 1]) for t in (0, 1, 19, 21, 39, 40)] + [
+    b"\x80\x01", b"\x26\x00", b"\x27\x01", b"\x26\x09"]
+
+
+@st.composite
+def annexb_streams(draw):
+    """Annex-B streams of units with every kind of head and tail the walk distinguishes:
+    zero third bytes, one- and two-byte units, trailing zero bytes, empty units, units that
+    are parameter sets (good and cut short), 3- and 4-byte start codes."""
+    parts = [draw(st.sampled_from([b"", b"\x00", b"\x00" * 5]))]
+    for _ in range(draw(st.integers(0, 8))):
+        parts.append(draw(st.sampled_from([b"\x00\x00\x01", b"\x00\x00\x00\x01"])))
+        kind = draw(st.integers(0, 5))
+        if kind == 0:
+            unit = draw(st.sampled_from([vps(), sps(), pps(), sps(width=128), sps()[:9]]))
+        elif kind == 1:
+            unit = b""
+        else:
+            unit = draw(st.sampled_from(_UNIT_HEADS))[:draw(st.integers(1, 2))]
+            unit += draw(st.binary(max_size=4)).replace(b"\x00\x00", b"\x00\x05")
+        parts.append(unit + b"\x00" * draw(st.integers(0, 2)))
+    return b"".join(parts)
+
+
+@settings(max_examples=500, deadline=None)
+@given(annexb_streams())
+def test_nal_unit_walk_matches_split_nal_units(data):
+    got, expected = reference_walk(data)
+    assert got == expected
+
+
+def test_parameter_set_cache_follows_the_bytes(monkeypatch):
+    from refcodec.hevc import params
+    monkeypatch.setattr(params, "_parameter_set_cache", {})
+    small, large = hand_payload(sps(width=64)), hand_payload(sps(width=128))
+    for data, width in ((small, 64), (large, 128), (small, 64), (large, 128)):
+        sets = parse_parameter_sets(data)
+        assert sets.sps[0][1].pic_width_in_luma_samples == width
+    assert len(params._parameter_set_cache) == 4          # a VPS, a PPS, two SPSs
+    # a cached unit at another offset: the offsets are the payload's own
+    moved = payload(vps(), pps(), sps(width=64), idr_slice())
+    sets = parse_parameter_sets(moved)
+    assert sets.sps[0][0] == moved.index(sps(width=64)) and sets.pps[0][0] == moved.index(pps())
+    # cached results equal fresh ones
+    cached = parse_parameter_sets(small)
+    monkeypatch.setattr(params, "_parameter_set_cache", {})
+    assert parse_parameter_sets(small) == cached
+
+
+def test_parameter_set_cache_is_bounded(monkeypatch):
+    from refcodec.hevc import params
+    monkeypatch.setattr(params, "_parameter_set_cache", {})
+    for width in range(8, 8 * (params.PARAMETER_SET_CACHE_SIZE + 10), 8):
+        assert parse_parameter_sets(hand_payload(sps(width=width))).sps[0][
+            1].pic_width_in_luma_samples == width
+        assert len(params._parameter_set_cache) <= params.PARAMETER_SET_CACHE_SIZE
+    # a large SPS (its extension data is not parsed) is parsed every time, never kept
+    big = sps(extension_4bits=5, extension_data="10" * 4 * params.PARAMETER_SET_CACHE_UNIT_BYTES)
+    assert len(big) > params.PARAMETER_SET_CACHE_UNIT_BYTES
+    params._parameter_set_cache.clear()
+    assert parse_parameter_sets(payload(big)).sps[0][1].sps_extension_4bits == 5
+    assert params._parameter_set_cache == {}
+
+
+def test_parameter_set_cache_never_hides_a_violation(monkeypatch):
+    from refcodec.hevc import params
+    monkeypatch.setattr(params, "_parameter_set_cache", {})
+    broken = sps(width=60)
+    first = malformed(hand_payload(broken))
+    again = malformed(hand_payload(broken))
+    assert (again.message, again.offset, again.path) == (first.message, first.offset,
+                                                         first.path)
+    later = payload(vps(), sps(), sps(), broken, pps(), idr_slice(), idr_slice())
+    exc = malformed(later)
+    assert exc.offset == later.index(broken) and exc.path.startswith("hevc_payload.sps[2].")
+    assert broken not in params._parameter_set_cache

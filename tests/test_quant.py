@@ -146,3 +146,55 @@ def test_dequantize_refuses_out_of_range_samples():
         quant.dequantize(np.full((1, 1, 1, 1), 1024, np.uint16), quant.UNIFORM, p, 10)
     with pytest.raises(ValueError, match="uint8 or uint16"):
         quant.dequantize(np.zeros((1, 1, 1, 1), np.int32), quant.UNIFORM, p, 10)
+
+
+def fancy_reference(samples, qtype, params, depth, dtype):
+    """dequantize as plain fancy indexing of the output tables (per tensor or per channel)."""
+    if len(params) == 1:
+        return quant.output_table(qtype, params[0], depth, dtype)[samples]
+    return np.stack([quant.output_table(qtype, p, depth, dtype)[samples[:, c]]
+                     for c, p in enumerate(params)], axis=1)
+
+
+@given(st.data())
+@settings(max_examples=200)
+def test_block_lookup_matches_fancy_indexing(data):
+    """The blockwise np.take of dequantize gives the bits of table[samples] for every dtype,
+    layout and size (including sizes around the block length)."""
+    depth = data.draw(st.sampled_from([8, 10, 12]), "depth")
+    sample_dtype = data.draw(st.sampled_from([np.uint8, np.uint16]), "sample dtype")
+    out_dtype = data.draw(st.sampled_from([np.float32, np.float16, ml_dtypes.bfloat16]), "out")
+    qtype = data.draw(st.sampled_from([quant.UNIFORM, quant.LOG, quant.INTEGER]), "qtype")
+    n, c = data.draw(st.integers(1, 3), "n"), data.draw(st.integers(1, 3), "c")
+    size = data.draw(st.sampled_from([1, 7, 64, quant.TAKE_BLOCK // 3 - 1,
+                                      quant.TAKE_BLOCK // 3 + 1, quant.TAKE_BLOCK + 1]), "hw")
+    per_channel = data.draw(st.booleans(), "per channel")
+    seed = data.draw(st.integers(0, 2**32 - 1), "seed")
+    rng = np.random.default_rng(seed)
+    top = min(1 << depth, np.iinfo(sample_dtype).max + 1)
+    samples = rng.integers(0, top, (n, c, 1, size)).astype(sample_dtype)
+    if data.draw(st.booleans(), "transposed"):
+        samples = samples.transpose(0, 1, 3, 2)   # not C-contiguous
+    if qtype == quant.INTEGER:
+        params = [QuantParams(offset_value=float(rng.integers(-99, 99)))
+                  for _ in range(c if per_channel else 1)]
+    else:
+        params = [QuantParams(min_value=float(np.float32(lo)), max_value=float(np.float32(lo + w)))
+                  for lo, w in rng.uniform(0, 20, (c if per_channel else 1, 2))]
+    got = quant.dequantize(samples, qtype, params, depth, out_dtype)
+    expected = fancy_reference(samples, qtype, params, depth, out_dtype)
+    assert got.dtype == expected.dtype and got.shape == expected.shape
+    assert got.strides == expected.strides
+    assert got.tobytes() == expected.tobytes()
+
+
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_dequantize_refuses_uint16_samples_above_8_bits(per_channel):
+    p = QuantParams(min_value=0.0, max_value=1.0)
+    q = np.zeros((1, 2, 3, quant.TAKE_BLOCK + 5), np.uint16)
+    q[0, 1, 2, quant.TAKE_BLOCK + 3] = 256
+    with pytest.raises(ValueError, match="below 2\\*\\*8"):
+        quant.dequantize(q, quant.UNIFORM, [p] * (2 if per_channel else 1), 8)
+    q[0, 1, 2, quant.TAKE_BLOCK + 3] = 255
+    assert quant.dequantize(q, quant.UNIFORM, [p] * (2 if per_channel else 1), 8)[
+        0, 1, 2, quant.TAKE_BLOCK + 3] == 1.0

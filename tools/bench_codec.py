@@ -244,7 +244,7 @@ def frames_to_planes(frames, num: int, height: int, width: int, bit_depth: int) 
             bad += 1
         if (frame.height, frame.width) != (height, width):
             bad += 1
-        out[i] = frame.to_ndarray()
+        pyav.copy_samples(frame, out[i])
     if bad:
         raise RuntimeError("the decoded frames do not match the layer")
     return out

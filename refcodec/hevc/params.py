@@ -15,6 +15,9 @@ Malformed data raises ConformanceViolation with clause 10.1, the byte offset of 
 in the payload and the syntax path of the element; nothing else escapes for any input, and
 every loop count read from the bitstream is bounded by H.265's ranges, so the work is
 linear in the payload size.  ``check_payload`` reports the clause 10.1-10.7 constraints.
+
+A parse depends on the NAL unit's bytes alone, so parsed parameter sets are kept by their
+bytes (payloads of one encoder repeat the same VPS, SPS and PPS); a violation is never kept.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import NoReturn
 
+import numpy as np
 from bitstring import Bits, Reader
 
 from ..errors import ConformanceViolation
@@ -744,8 +748,39 @@ def _violation(message: str, offset: int, path: str, clause: str = "10.1") -> Co
 
 def _starts_with_start_code(payload: bytes) -> bool:
     """Annex B (B.2): optional leading_zero_8bits, then zero_byte and 0x000001."""
-    rest = payload.lstrip(b"\x00")
-    return len(payload) - len(rest) >= 2 and rest[:1] == b"\x01"
+    head = payload[:64]
+    rest = head.lstrip(b"\x00")
+    if not rest:    # 64 zero bytes or fewer bytes: look at the whole payload
+        head = payload
+        rest = payload.lstrip(b"\x00")
+    return len(head) - len(rest) >= 2 and rest[:1] == b"\x01"
+
+
+#: Parameter sets parsed before, by their NAL unit bytes: the payloads of one encoder repeat
+#: the same VPS, SPS and PPS.  Only NAL units that parsed without a violation are kept (a
+#: parse depends on the bytes alone; the offset and path only go into a violation), at most
+#: PARAMETER_SET_CACHE_SIZE of them of at most PARAMETER_SET_CACHE_UNIT_BYTES bytes each.
+PARAMETER_SET_CACHE_SIZE = 64
+PARAMETER_SET_CACHE_UNIT_BYTES = 4096
+_parameter_set_cache: dict[bytes, VPS | SPS | PPS] = {}
+
+
+def _parameter_set(unit: bytes, nal_unit_type: int, offset: int, path: str) -> VPS | SPS | PPS:
+    """The VPS, SPS or PPS of a NAL unit (whose nal_unit_type is one of the three)."""
+    key = bytes(unit)
+    found = _parameter_set_cache.get(key)
+    if found is not None:
+        return found
+    parse = _vps if nal_unit_type == VPS_NUT else _sps if nal_unit_type == SPS_NUT else _pps
+    value = parse(RbspReader(rbsp(unit), offset=offset, path=path))
+    if len(key) <= PARAMETER_SET_CACHE_UNIT_BYTES:
+        if len(_parameter_set_cache) >= PARAMETER_SET_CACHE_SIZE:
+            _parameter_set_cache.clear()
+        _parameter_set_cache[key] = value
+    return value
+
+
+_HEAD = np.arange(3)
 
 
 def parse_parameter_sets(payload: bytes) -> ParameterSets:
@@ -760,43 +795,74 @@ def parse_parameter_sets(payload: bytes) -> ParameterSets:
     vps: list[tuple[int, VPS]] = []
     sps: list[tuple[int, SPS]] = []
     pps: list[tuple[int, PPS]] = []
-    num_pictures = 0
-    first_vcl_offset = None
-    for index, (offset, unit) in enumerate(split_nal_units_with_offsets(payload)):
+    # The NAL units of annexb.split_nal_units_with_offsets: a unit runs from after a start
+    # code to the next one (or the end), less the zero bytes before the next start code;
+    # empty units are left out.  Start codes never overlap, so they are all found at once;
+    # so are the plain units: at least three bytes with a non-zero third byte (stripping
+    # trailing zeros keeps those three, all that is read of a slice segment), a valid
+    # header and not a parameter set.  Only the other units are read one by one, in order.
+    size = len(payload)
+    data = np.frombuffer(payload, np.uint8)
+    ones = (data[2:] == 1).nonzero()[0]
+    starts = ones[(data[ones] | data[ones + 1]) == 0] + 3
+    count = len(starts)
+    ends = np.empty(count, np.intp)
+    ends[:-1] = starts[1:] - 3
+    ends[-1:] = size
+    # the first three bytes of each unit (clipped at the end of the payload: units shorter
+    # than three bytes are never plain)
+    b0, b1, b2 = data[np.minimum(starts[:, None] + _HEAD, size - 1)].T
+    nal_unit_types = (b0 >> 1) & 0x3F
+    vcl = nal_unit_types < FIRST_NON_VCL_NUT
+    # forbidden_zero_bit 0, nuh_layer_id 0 (its high bit is bit 0 of the first byte),
+    # nuh_temporal_id_plus1 not 0, not a VPS, SPS or PPS
+    plain = ((ends - starts >= 3) & (b2 != 0) & (b0 & 0x81 == 0) & (b1 != 0) & (b1 < 8)
+             & (vcl | (nal_unit_types > PPS_NUT)))
+    plain_vcl = plain & vcl
+    num_pictures = int(np.count_nonzero(plain_vcl & (b2 >= 0x80)))
+    first = plain_vcl.nonzero()[0][:1]
+    first_vcl_offset = int(starts[first[0]]) if len(first) else None
+    empty = 0
+    for k in (~plain).nonzero()[0].tolist():
+        offset = int(starts[k])
+        unit = payload[offset:] if k == count - 1 else \
+            payload[offset:int(ends[k])].rstrip(b"\x00")
+        if not unit:
+            empty += 1
+            continue
+        index = k - empty
         # nal_unit_header() (7.3.1.2)
-        where = f"{PATH}.nal_unit[{index}]"
         if len(unit) < 2:
             raise _violation("a NAL unit shall hold its two-byte header, got 1 byte", offset,
-                             where)
+                             f"{PATH}.nal_unit[{index}]")
         if unit[0] & 0x80:
             raise _violation("forbidden_zero_bit shall be 0, got 1", offset,
-                             f"{where}.forbidden_zero_bit")
+                             f"{PATH}.nal_unit[{index}].forbidden_zero_bit")
         if unit[1] & 0x07 == 0:
             raise _violation("nuh_temporal_id_plus1 shall not be 0", offset,
-                             f"{where}.nuh_temporal_id_plus1")
+                             f"{PATH}.nal_unit[{index}].nuh_temporal_id_plus1")
         nuh_layer_id = ((unit[0] & 1) << 5) | (unit[1] >> 3)
         if nuh_layer_id:
             raise _violation(f"nuh_layer_id shall be 0 (one HEVC layer), got {nuh_layer_id}",
-                             offset, f"{where}.nuh_layer_id")
+                             offset, f"{PATH}.nal_unit[{index}].nuh_layer_id")
         nal_unit_type = (unit[0] >> 1) & 0x3F
         if nal_unit_type < FIRST_NON_VCL_NUT:
             # The first bit of slice_segment_header() (7.3.6.1); the payload byte after a
             # header is never an emulation_prevention_three_byte.
             if len(unit) < 3:
                 raise _violation("a slice segment NAL unit shall hold a slice segment header",
-                                 offset, f"{where}.first_slice_segment_in_pic_flag")
+                                 offset, f"{PATH}.nal_unit[{index}]"
+                                         ".first_slice_segment_in_pic_flag")
             num_pictures += unit[2] >> 7
-            if first_vcl_offset is None:
+            if first_vcl_offset is None or offset < first_vcl_offset:
                 first_vcl_offset = offset
-        elif nal_unit_type == VPS_NUT:
-            r = RbspReader(rbsp(unit), offset=offset, path=f"{PATH}.vps[{len(vps)}]")
-            vps.append((offset, _vps(r)))
-        elif nal_unit_type == SPS_NUT:
-            r = RbspReader(rbsp(unit), offset=offset, path=f"{PATH}.sps[{len(sps)}]")
-            sps.append((offset, _sps(r)))
-        elif nal_unit_type == PPS_NUT:
-            r = RbspReader(rbsp(unit), offset=offset, path=f"{PATH}.pps[{len(pps)}]")
-            pps.append((offset, _pps(r)))
+        elif VPS_NUT <= nal_unit_type <= PPS_NUT:
+            found = vps if nal_unit_type == VPS_NUT else sps if nal_unit_type == SPS_NUT \
+                else pps
+            name = "vps" if nal_unit_type == VPS_NUT else "sps" if nal_unit_type == SPS_NUT \
+                else "pps"
+            found.append((offset, _parameter_set(unit, nal_unit_type, offset,
+                                                 f"{PATH}.{name}[{len(found)}]")))
     return ParameterSets(tuple(vps), tuple(sps), tuple(pps), num_pictures, first_vcl_offset)
 
 

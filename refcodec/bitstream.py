@@ -13,6 +13,7 @@ can be found without losing sync with the syntax.
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 import struct
@@ -22,7 +23,8 @@ import construct
 
 from . import syntax
 from .enums import (ALLOWED_BIT_DEPTHS, ALLOWED_IMAGE_CHANNELS, DTYPE_INFO, LEVELS,
-                    UNIT_SKIPPABLE, Embedder, Level, PackingType, PadMode, PayloadCodec, PredictorType,
+                    UNIT_SKIPPABLE, Embedder, Level, PackingType, PadMode, PayloadCodec,
+                    PredictorType,
                     Profile, QuantizerType, SourceDtype, SourceLayout, TextureCodec, UnitType)
 from .errors import (BitstreamError, ConformanceViolation, SyntaxViolation,
                      UnsupportedFeature)
@@ -447,9 +449,9 @@ class _Reader:
                                     payload_offset=payload_pos + 16))
                 pending = None
             elif unit_type == UnitType.FACE_BASE:
-                self.read_face_base(payload, pos, payload_pos)
+                self.read_face_base(data[payload_pos:end - 4], pos, payload_pos)
             elif unit_type == UnitType.FACE_ENHANCEMENT:
-                self.read_face_enhancement(payload, pos, payload_pos)
+                self.read_face_enhancement(data[payload_pos:end - 4], pos, payload_pos)
             else:  # END_OF_STREAM
                 if length != 0:
                     self.fail(ConformanceViolation, "8.2.4",

@@ -204,7 +204,7 @@ def cmd_decode(args) -> int:
     arrays = dict(tensors)
     for fid, face in faces.items():
         arrays[f"embedding:{fid}"] = face.embedding
-    for fid, face in faces.items():
+    for face in faces.values():
         for warning in face.warnings:
             print(f"refcodec: warning: {warning}", file=sys.stderr)
     if image_out is not None:

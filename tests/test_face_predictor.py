@@ -84,7 +84,7 @@ def test_numpy_forward_matches_torch(model):
     if "refcodec-deconv-v1" in P.shipped_predictors():
         preds.append(P.shipped_predictors()["refcodec-deconv-v1"])
     for pred in preds:
-        for _ in range(3):
+        for _ in range(2):
             emb = (rng.standard_normal(128) * 0.1).astype(np.float32)
             t = pred.predict_float(emb)
             ref = torch_forward(torch, pred, emb)
@@ -309,3 +309,33 @@ def test_exported_batchnorm_folding_matches_the_torch_model():
     ref = ref[:, :, tool.CROP:-tool.CROP, tool.CROP:-tool.CROP].permute(0, 2, 3, 1).numpy()
     for k in range(2):
         assert np.abs(pred.predict_float(emb[k]) - ref[k]).max() < 1e-5
+
+
+def _mae(a, b):
+    return float(np.abs(a.astype(np.float64) - b.astype(np.float64)).mean())
+
+
+def test_shipped_predictor_fits_its_training_faces(held_out):
+    """On each colour training face the prediction from its embedding is closer to it than
+    the mean training face and than the prediction from any other training face."""
+    pred = shipped_or_skip()
+    train = [r for r in held_out if r.split == "train"]
+    assert len(train) >= 5
+    mean_face = np.floor(np.mean([r.chip for r in train], axis=0) + 0.5)
+    preds = [pred.predict(r.embedding) for r in train]
+    for i, r in enumerate(train):
+        own = _mae(preds[i], r.chip)
+        assert own < _mae(mean_face, r.chip)
+        assert own < min(_mae(p, r.chip) for j, p in enumerate(preds) if j != i)
+
+
+def test_shipped_predictor_on_held_out_faces_beats_no_prediction(held_out):
+    """On each held-out face (people never seen in training) the prediction leaves a smaller
+    residual than no prediction (the control: the residual is the image).  It is not better
+    than the mean training face there (docs/eval/face_predictor.md), so that is not asserted."""
+    pred = shipped_or_skip()
+    test = [r for r in held_out if r.split == "test"]
+    assert len(test) >= 5
+    for r in test:
+        p = pred.predict(r.embedding)
+        assert _mae(p, r.chip) < _mae(np.zeros_like(r.chip), r.chip)

@@ -167,4 +167,5 @@ def quantize(embedding: np.ndarray, step: float) -> np.ndarray:
 def dequantize(levels, step: float) -> np.ndarray:
     """Normative (clause 13.5): e[i] = level[i] * embedding_step, exact in binary64, then
     rounded to binary32 (round to nearest, ties to even)."""
-    return (np.asarray(levels, dtype=np.float64) * float(step)).astype(np.float32)
+    with np.errstate(over="ignore"):    # a product beyond binary32 becomes inf (13.5)
+        return (np.asarray(levels, dtype=np.float64) * float(step)).astype(np.float32)

@@ -296,6 +296,24 @@ class _Reader:
         err = self.check.fatal(cls(message, clause=clause, offset=offset, path=path))
         raise err
 
+    def _text(self, raw: bytes, name: str, clause: str, offset: int, path: str) -> str:
+        """An identifier (layer_id, face_id, predictor_id): 1..255 bytes of UTF-8 without
+        control characters."""
+        try:
+            text = bytes(raw).decode("utf-8")
+        except UnicodeDecodeError:
+            text = bytes(raw).decode("utf-8", "replace")
+            self.fail(ConformanceViolation, clause, f"{name} shall be valid UTF-8", offset,
+                      path)
+        if not text:
+            self.fail(ConformanceViolation, clause, f"len_{name} shall be at least 1, got 0",
+                      offset - 1, path.rsplit(".", 1)[0] + f".len_{name}")
+        if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in text):
+            self.fail(ConformanceViolation, clause,
+                      f"{name} shall not contain control characters, got {text!r}", offset,
+                      path)
+        return text
+
     # -- stream header ------------------------------------------------------------------
     def read_stream_header(self) -> StreamHeader:
         data = self.data
@@ -478,23 +496,6 @@ class _Reader:
             unit_index += 1
 
     # -- face units (clause 13) ----------------------------------------------------------
-    def _text(self, raw: bytes, name: str, clause: str, offset: int, path: str) -> str:
-        """A 1..255-byte UTF-8 identifier without control characters."""
-        try:
-            text = bytes(raw).decode("utf-8")
-        except UnicodeDecodeError:
-            text = bytes(raw).decode("utf-8", "replace")
-            self.fail(ConformanceViolation, clause, f"{name} shall be valid UTF-8", offset,
-                      path)
-        if not text:
-            self.fail(ConformanceViolation, clause, f"len_{name} shall be at least 1, got 0",
-                      offset - 1, path.rsplit(".", 1)[0] + f".len_{name}")
-        if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in text):
-            self.fail(ConformanceViolation, clause,
-                      f"{name} shall not contain control characters, got {text!r}", offset,
-                      path)
-        return text
-
     def read_face_base(self, payload: bytes, unit_pos: int, base: int) -> None:
         lvl = self.level
         path = f"faces[{len(self.face_bases)}].base"
@@ -669,17 +670,8 @@ class _Reader:
             self.stop(cls, clause, message, at(name), f"{path}.{name}")
 
         # --- limits and everything array sizes depend on, before the arrays are read ---
-        try:
-            layer_id = bytes(c.layer_id).decode("utf-8")
-        except UnicodeDecodeError:
-            layer_id = bytes(c.layer_id).decode("utf-8", "replace")
-            fail(ConformanceViolation, "8.3.1", "layer_id shall be valid UTF-8", "layer_id")
-        if not layer_id:
-            fail(ConformanceViolation, "8.3.1", "len_layer_id shall be at least 1, got 0",
-                 "len_layer_id")
-        if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in layer_id):
-            fail(ConformanceViolation, "8.3.1",
-                 f"layer_id shall not contain control characters, got {layer_id!r}", "layer_id")
+        layer_id = self._text(c.layer_id, "layer_id", "8.3.1", at("layer_id"),
+                              f"{path}.layer_id")
         for name in ("source_layout", "source_dtype", "quantizer_type"):
             enum = {"source_layout": SourceLayout, "source_dtype": SourceDtype,
                     "quantizer_type": QuantizerType}[name]

@@ -19,12 +19,11 @@ from pathlib import Path
 import ml_dtypes
 import numpy as np
 
-from . import FORMAT_VERSION, __version__, bitstream
+from . import FORMAT_VERSION, __version__
 from .codec import EncoderConfig, decode, encode, read_headers
 from .face.codec import decode_faces
 from .enums import DTYPE_INFO, Embedder
-from .metrics.rate import layer_coded_bytes
-from .syntax import UNIT_OVERHEAD
+from .metrics.rate import face_coded_bytes, layer_coded_bytes
 from .errors import EncoderInputError, RefcodecError
 
 EXIT_OK, EXIT_MISMATCH, EXIT_USAGE, EXIT_BITSTREAM, EXIT_BACKEND = 0, 1, 2, 3, 4
@@ -194,7 +193,7 @@ def cmd_decode(args) -> int:
     if args.face and not face_ids:
         raise UsageError("the stream holds no face")
     try:
-        tensors = decode(data, layers=args.layer) if out is not None and (
+        tensors = decode(stream, layers=args.layer) if out is not None and (
             args.layer or not args.face) else {}
         wanted = args.face or (None if args.layer else face_ids)
         faces = decode_faces(stream, images=image_out is not None, faces=wanted) \
@@ -362,11 +361,12 @@ def stream_info(data: bytes) -> dict:
 def face_info(face) -> dict:
     """The fields of a face's units (``info --json``)."""
     b, e = face.base, face.enhancement
+    base_bytes, enhancement_bytes = face_coded_bytes(face)
     entry = {
         "face_id": b.face_id, "embedder_idc": int(b.embedder_idc),
         "embedder": b.embedder_idc.name.lower(), "embedding_dim": b.embedding_dim,
         "embedding_step": b.embedding_step, "eg_order": b.eg_order,
-        "base_bytes": len(bitstream.build_face_base(b)) + UNIT_OVERHEAD,
+        "base_bytes": base_bytes,
         "offset": b.offset, "enhancement": None,
     }
     if e is not None:
@@ -379,7 +379,7 @@ def face_info(face) -> dict:
             "residual_min": e.residual_min, "residual_max": e.residual_max,
             "texture_codec": e.texture_codec.name.lower(), "texture_md5": e.texture_md5.hex(),
             "len_texture_payload": len(e.texture_payload),
-            "enhancement_bytes": len(bitstream.build_face_enhancement(e)) + UNIT_OVERHEAD,
+            "enhancement_bytes": enhancement_bytes,
             "offset": e.offset,
         }
     return entry

@@ -118,6 +118,18 @@ def _as_numpy(x, name: str) -> tuple[np.ndarray, SourceDtype]:
                             f"(float32, float16, bfloat16); cast it first")
 
 
+def check_id(name: str, what: str) -> None:
+    """An identifier the syntax can carry (layer_id, face_id, predictor_id): 1..255 bytes of
+    UTF-8 without control characters (clause 8.3.1)."""
+    if not isinstance(name, str):
+        raise EncoderInputError(f"{what}s shall be strings, got {name!r}")
+    raw = name.encode("utf-8", "surrogatepass")
+    if not 1 <= len(raw) <= 255:
+        raise EncoderInputError(f"{what} {name!r} shall be 1..255 bytes of UTF-8")
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in name):
+        raise EncoderInputError(f"{what} {name!r} shall not contain control characters")
+
+
 def _layers_of(tensors) -> list[tuple[str, object]]:
     if isinstance(tensors, Mapping):
         items = list(tensors.items())
@@ -129,13 +141,7 @@ def _layers_of(tensors) -> list[tuple[str, object]]:
     if not items:
         raise EncoderInputError("no tensor to encode")
     for name, _ in items:
-        if not isinstance(name, str):
-            raise EncoderInputError(f"layer ids shall be strings, got {name!r}")
-        raw = name.encode("utf-8", "surrogatepass")
-        if not 1 <= len(raw) <= 255:
-            raise EncoderInputError(f"layer id {name!r} shall be 1..255 bytes of UTF-8")
-        if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in name):
-            raise EncoderInputError(f"layer id {name!r} shall not contain control characters")
+        check_id(name, "layer id")
     names = [n for n, _ in items]
     if len(set(names)) != len(names):
         raise EncoderInputError("layer ids shall be unique")
@@ -368,20 +374,30 @@ def reconstruct(header: LayerHeader, pictures: np.ndarray) -> np.ndarray:
     return out
 
 
-def decode(data: bytes, *, layers: Sequence[str] | None = None, backend=None,
+def selected_names(wanted: Sequence[str] | None, present: Sequence[str],
+                   what: str) -> list[str] | None:
+    """``wanted`` as a list (None: everything), KeyError when it names something the stream
+    lacks."""
+    if wanted is None:
+        return None
+    wanted, present = list(wanted), set(present)
+    missing = [n for n in wanted if n not in present]
+    if missing:
+        raise KeyError(f"the stream has no {what} {missing[0]!r}")
+    return wanted
+
+
+def decode(data: bytes | Stream, *, layers: Sequence[str] | None = None, backend=None,
            limits: Level | None = None) -> dict[str, np.ndarray]:
-    """Decode a VFC bitstream to {layer_id: tensor} in stream order.
+    """Decode a VFC bitstream (or a stream read_headers gave) to {layer_id: tensor} in
+    stream order.
 
     ``layers`` restricts decoding to the named layers (the others' payloads are not
     decoded); naming a layer the stream lacks raises KeyError.
     """
-    stream = read_headers(data, limits=limits)
-    wanted = None if layers is None else list(layers)
-    if wanted is not None:
-        present = {layer.header.layer_id for layer in stream.layers}
-        missing = [n for n in wanted if n not in present]
-        if missing:
-            raise KeyError(f"the stream has no layer {missing[0]!r}")
+    stream = data if isinstance(data, Stream) else read_headers(data, limits=limits)
+    wanted = selected_names(layers, [layer.header.layer_id for layer in stream.layers],
+                            "layer")
     out = {}
     for layer in stream.layers:
         if wanted is not None and layer.header.layer_id not in wanted:

@@ -58,6 +58,18 @@ def rehead(data: bytes) -> bytes:
     return data[:16] + zlib.crc32(data[:16]).to_bytes(4, "big") + data[20:]
 
 
+def recrc_all(blob: bytes) -> bytes:
+    """Every whole unit's CRC recomputed, so that the checks behind the CRCs are reached."""
+    pos = HEADER_UNIT
+    while pos + 6 <= len(blob):
+        length = int.from_bytes(blob[pos + 2:pos + 6], "big")
+        if pos + 10 + length > len(blob):
+            break
+        blob = recrc(blob, pos)
+        pos += 10 + length
+    return blob
+
+
 HEADER_UNIT = syntax.STREAM_HEADER_SIZE   # offset of the first unit
 LH_PAYLOAD = HEADER_UNIT + syntax.UNIT_PREFIX
 
@@ -472,14 +484,7 @@ def test_mutated_streams_only_raise_bitstream_errors(data):
     fix_crc = data.draw(st.booleans())
     blob = bytes(base)
     if fix_crc:
-        blob = rehead(blob)
-        pos = HEADER_UNIT
-        while pos + 6 <= len(blob):
-            length = int.from_bytes(blob[pos + 2:pos + 6], "big")
-            if pos + 10 + length > len(blob):
-                break
-            blob = recrc(blob, pos)
-            pos += 10 + length
+        blob = recrc_all(rehead(blob))
     try:
         parse_stream(blob)
     except BitstreamError:
@@ -620,14 +625,7 @@ def test_parse_stream_same_with_and_without_fast_paths(data):
     for _ in range(data.draw(st.integers(1, 4))):
         pos = data.draw(st.integers(HEADER_UNIT, len(base) - 1))
         base[pos] = data.draw(st.integers(0, 255))
-    blob = rehead(bytes(base))
-    pos = HEADER_UNIT
-    while pos + 6 <= len(blob):
-        length = int.from_bytes(blob[pos + 2:pos + 6], "big")
-        if pos + 10 + length > len(blob):
-            break
-        blob = recrc(blob, pos)
-        pos += 10 + length
+    blob = recrc_all(rehead(bytes(base)))
 
     def outcome():
         checker = Checker(collect=True)

@@ -3,7 +3,6 @@ normalisation, the face encoder/decoder with the predictor-free control, and bas
 decoding.  The predictor network itself is tested in test_face_predictor.py."""
 
 import dataclasses
-import zlib
 from fractions import Fraction
 
 import numpy as np
@@ -21,6 +20,7 @@ from refcodec.face import entropy
 from refcodec.face.codec import (FaceConfig, FaceInput, decode_faces, denormalize_texture,
                                  normalize_residual, reconstruct_image)
 from refcodec.records import Face, FaceBase, FaceEnhancement, StreamHeader
+from test_bitstream import recrc, recrc_all
 
 SHA = bytes(range(32))
 
@@ -73,9 +73,7 @@ def patch(data: bytes, unit_type: int, field: str, value: bytes, struct=None) ->
     length = int.from_bytes(data[pos + 2:pos + 6], "big")
     parsed = struct.parse(data[payload_pos:payload_pos + length])
     at = payload_pos + bitstream._field_offset(struct, parsed, field)
-    data = data[:at] + value + data[at + len(value):]
-    end = pos + syntax.UNIT_PREFIX + length
-    return data[:end] + zlib.crc32(data[pos:end]).to_bytes(4, "big") + data[end + 4:]
+    return recrc(data[:at] + value + data[at + len(value):], pos)
 
 
 # ------------------------------------------------------------------------------------
@@ -239,23 +237,11 @@ def test_mutated_face_streams_raise_only_bitstream_errors(fs, data):
     raw = bytearray(face_stream(*fs))
     pos = data.draw(st.integers(syntax.STREAM_HEADER_SIZE, len(raw) - 1))
     raw[pos] ^= data.draw(st.integers(1, 255))
-    for candidate in (bytes(raw), _recrc_all(bytes(raw))):
+    for candidate in (bytes(raw), recrc_all(bytes(raw))):
         try:
             parse_stream(candidate)
         except BitstreamError:
             pass
-
-
-def _recrc_all(data: bytes) -> bytes:
-    """Every unit's CRC recomputed, so that the checks behind the CRC are reached."""
-    out, pos = bytearray(data), syntax.STREAM_HEADER_SIZE
-    while pos + syntax.UNIT_OVERHEAD <= len(out):
-        end = pos + syntax.UNIT_PREFIX + int.from_bytes(out[pos + 2:pos + 6], "big")
-        if end + 4 > len(out):
-            break
-        out[end:end + 4] = zlib.crc32(bytes(out[pos:end])).to_bytes(4, "big")
-        pos = end + 4
-    return bytes(out)
 
 
 def test_face_and_layer_streams_keep_their_versions():
@@ -328,7 +314,7 @@ def test_face_unit_types_are_reserved_in_a_version_1_0_stream():
     raw = bytearray(face_stream(minor=0))
     raw[units(bytes(raw))[0][1] + 1] = 0           # face_base not skippable: unknown, critical
     checker = bitstream.Checker(collect=True)
-    parse_stream(_recrc_all(bytes(raw)), checker=checker)
+    parse_stream(recrc_all(bytes(raw)), checker=checker)
     assert [(v.clause, type(v)) for v in checker.violations] == [
         ("8.1.5", ConformanceViolation), ("8.2.1", UnsupportedFeature)]
 
@@ -348,7 +334,7 @@ def test_face_units_shall_be_skippable_and_outside_a_layer():
     data = bytearray(face_stream())
     _, pos, _ = units(bytes(data))[0]
     data[pos + 1] = 0
-    err = error_of(_recrc_all(bytes(data)))
+    err = error_of(recrc_all(bytes(data)))
     assert err.clause == "8.2.2" and "shall be 1" in str(err)
 
 
@@ -421,7 +407,7 @@ def test_base_layer_only_decoding_needs_no_texture(face_input):
     # break the texture (keeping the container valid): the base layer still decodes
     broken = bytearray(data)
     broken[enh.payload_offset + len(enh.texture_payload) // 2] ^= 0xFF   # slice data
-    broken = _recrc_all(bytes(broken))
+    broken = recrc_all(bytes(broken))
     only_base = decode_faces(broken, images=False)["face0"]
     assert only_base.image is None
     assert np.array_equal(only_base.embedding, decode_faces(data, images=False)["face0"].embedding)

@@ -42,13 +42,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import refcodec  # noqa: E402
-from refcodec import bitstream, syntax  # noqa: E402
 from refcodec.enums import Embedder, TextureCodec  # noqa: E402
 from refcodec.face import data as face_data  # noqa: E402
 from refcodec.face import entropy, models, texture  # noqa: E402
 from refcodec.face.codec import FaceConfig, FaceInput, decode_faces  # noqa: E402
 from refcodec.metrics.bdrate import bd_rate  # noqa: E402
-from refcodec.records import FaceBase  # noqa: E402
+from refcodec.metrics.rate import face_coded_bytes  # noqa: E402
+from refcodec.records import Face, FaceBase  # noqa: E402
 
 STEPS = (1 / 4, 1 / 8, 1 / 16, 1 / 32, 1 / 64, 1 / 128, 1 / 256, 1 / 512, 1 / 1024)
 BASE_STEP = 1 / 256
@@ -121,7 +121,7 @@ def embedding_code_table(records) -> list[dict]:
                 face_id="face0", embedder_idc=Embedder.DLIB_RESNET_V1,
                 embedding_dim=len(lv), embedding_step=step, eg_order=k,
                 levels=tuple(int(v) for v in lv), offset=0, payload_offset=0)
-            unit.append(8 * (len(bitstream.build_face_base(base)) + syntax.UNIT_OVERHEAD))
+            unit.append(8 * face_coded_bytes(Face(0, base))[0])
             dist.append(models.distance(entropy.dequantize(lv, step), r.embedding))
         rows.append({
             "step": step, "faces": len(records),
@@ -157,11 +157,8 @@ def code_plain(chip: np.ndarray, codec: str, param: str, value) -> tuple[int, np
 
 def unit_bits(stream) -> tuple[int, int]:
     """(base bits, enhancement bits) of the first face: unit bytes with their overhead."""
-    f = stream.faces[0]
-    base = 8 * (len(bitstream.build_face_base(f.base)) + syntax.UNIT_OVERHEAD)
-    enh = 0 if f.enhancement is None else 8 * (
-        len(bitstream.build_face_enhancement(f.enhancement)) + syntax.UNIT_OVERHEAD)
-    return base, enh
+    base, enh = face_coded_bytes(stream.faces[0])
+    return 8 * base, 8 * enh
 
 
 # ------------------------------------------------------------------------------------
@@ -187,10 +184,10 @@ def rate_accuracy(records, fm, quick: bool) -> dict:
         bits, decoded = [], []
         for r in records:
             face = FaceInput(r.chip, r.embedding, Embedder.DLIB_RESNET_V1)
-            data = refcodec.encode(None, faces=[(face, FaceConfig(embedding_step=step,
-                                                                  enhancement="none"))])
-            bits.append(unit_bits(refcodec.read_headers(data))[0])
-            decoded.append(decode_faces(data, images=False)["face0"].embedding)
+            stream = refcodec.read_headers(refcodec.encode(
+                None, faces=[(face, FaceConfig(embedding_step=step, enhancement="none"))]))
+            bits.append(unit_bits(stream)[0])
+            decoded.append(decode_faces(stream, images=False)["face0"].embedding)
         base_rows.append({"step": entropy.as_step(step), "bits": float(np.mean(bits)),
                           **decisions(np.stack(decoded))})
     anchors = {}
@@ -229,9 +226,9 @@ def rate_distortion(records, predictor_id: str | None, quick: bool) -> dict:
                     cfg = FaceConfig(embedding_step=BASE_STEP, enhancement=codec, predictor=v,
                                      **{param: value})
                     face = FaceInput(r.chip, r.embedding, Embedder.DLIB_RESNET_V1)
-                    data = refcodec.encode(None, faces=[(face, cfg)])
-                    base, enh = unit_bits(refcodec.read_headers(data))
-                    rec = decode_faces(data)["face0"].image
+                    stream = refcodec.read_headers(refcodec.encode(None, faces=[(face, cfg)]))
+                    base, enh = unit_bits(stream)
+                    rec = decode_faces(stream)["face0"].image
                     per[f"scalable/{v}"][0].append(base + enh)
                     per[f"scalable/{v}"][1].append(psnr(rec, r.chip, r.valid))
             for k, (bits, q) in per.items():

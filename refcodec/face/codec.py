@@ -20,6 +20,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from .. import bitstream
+from ..codec import check_id, selected_names
 from ..enums import ALLOWED_IMAGE_CHANNELS, Embedder, PredictorType, TextureCodec
 from ..errors import ConformanceViolation, EncoderInputError, UnsupportedFeature
 from ..records import Face, FaceBase, FaceEnhancement, Stream
@@ -29,18 +30,6 @@ from . import entropy, texture
 DEFAULT_PREDICTOR = "refcodec-deconv-v1"
 ENHANCEMENT_CODECS = {"hevc": TextureCodec.HEVC, "jpeg": TextureCodec.JPEG,
                       "jpeg2000": TextureCodec.JPEG2000}
-MAX_ID_BYTES = 255
-
-
-def check_id(name: str, what: str) -> None:
-    """An identifier the syntax can carry: 1..255 bytes of UTF-8, no control characters."""
-    if not isinstance(name, str):
-        raise EncoderInputError(f"{what} shall be a string, got {name!r}")
-    raw = name.encode("utf-8", "surrogatepass")
-    if not 1 <= len(raw) <= MAX_ID_BYTES:
-        raise EncoderInputError(f"{what} {name!r} shall be 1..{MAX_ID_BYTES} bytes of UTF-8")
-    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in name):
-        raise EncoderInputError(f"{what} {name!r} shall not contain control characters")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -342,11 +331,6 @@ def decode_faces(data: bytes | Stream, *, images: bool = True,
     needed); ``faces`` restricts decoding to the named faces (KeyError for a missing one).
     """
     stream = data if isinstance(data, Stream) else bitstream.parse_stream(data, limits=limits)
-    wanted = None if faces is None else list(faces)
-    if wanted is not None:
-        present = {f.base.face_id for f in stream.faces}
-        missing = [n for n in wanted if n not in present]
-        if missing:
-            raise KeyError(f"the stream has no face {missing[0]!r}")
+    wanted = selected_names(faces, [f.base.face_id for f in stream.faces], "face")
     return {f.base.face_id: decode_face(f, image=images, backend=backend)
             for f in stream.faces if wanted is None or f.base.face_id in wanted}

@@ -223,15 +223,7 @@ def cache_dir() -> Path:
 
 
 def _package_dir(package: str, requirement: str) -> Path:
-    import importlib.util
-    try:
-        spec = importlib.util.find_spec(package)
-    except (ImportError, ValueError):
-        spec = None
-    if spec is None or not spec.submodule_search_locations:
-        raise FaceDataMissing(f"package {package!r} ({requirement}) is not installed: "
-                              f"{INSTALL_HINT}")
-    return Path(list(spec.submodule_search_locations)[0])
+    return models.package_dir(package, requirement, FaceDataMissing, INSTALL_HINT)
 
 
 def _archive_member(key: str, member: str) -> bytes:

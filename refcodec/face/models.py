@@ -65,16 +65,23 @@ class FaceModelsMissing(RuntimeError):
     """dlib or its model files are not installed."""
 
 
-def models_dir() -> Path:
-    """The ``models`` folder of the installed package face-recognition-models."""
+def package_dir(package: str, requirement: str, missing: type[Exception] = FaceModelsMissing,
+                hint: str = INSTALL_HINT) -> Path:
+    """The folder of an installed (not necessarily importable) package, found without
+    importing it; ``missing(...)`` with the install hint when it is not installed.
+    (refcodec.models.assets.package_dir does the same but its package imports torch.)"""
     try:
-        spec = importlib.util.find_spec(MODELS_PACKAGE)
+        spec = importlib.util.find_spec(package)
     except (ImportError, ValueError):
         spec = None
     if spec is None or not spec.submodule_search_locations:
-        raise FaceModelsMissing(f"package {MODELS_PACKAGE!r} ({MODELS_REQUIREMENT}) is not "
-                                f"installed: {INSTALL_HINT}")
-    return Path(list(spec.submodule_search_locations)[0]) / "models"
+        raise missing(f"package {package!r} ({requirement}) is not installed: {hint}")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def models_dir() -> Path:
+    """The ``models`` folder of the installed package face-recognition-models."""
+    return package_dir(MODELS_PACKAGE, MODELS_REQUIREMENT) / "models"
 
 
 def model_path(name: str) -> Path:

@@ -18,7 +18,9 @@ import numpy as np
 
 from ..codec import NUMPY_DTYPES, read_headers
 from ..enums import SourceDtype
-from ..records import Layer, Stream
+from .. import bitstream
+from ..records import Face, Layer, Stream
+from ..syntax import UNIT_OVERHEAD
 
 #: The element type [CHEN2019] assumes for the uncoded features (4 bytes per element).
 PAPER_DTYPE = "float32"
@@ -87,6 +89,15 @@ def layer_coded_bytes(stream: Stream, layer: Layer) -> int:
                                             if layer.header_offset < u.offset < layer.data_offset])
     data_end = layer.payload_offset + len(layer.hevc_payload) + 4
     return (header_end - layer.header_offset) + (data_end - layer.data_offset)
+
+
+def face_coded_bytes(face: Face) -> tuple[int, int]:
+    """Bytes of a face in a stream: (its face_base unit, its face_enhancement unit or 0),
+    each with the unit framing (type, flags, length, CRC-32)."""
+    base = len(bitstream.build_face_base(face.base)) + UNIT_OVERHEAD
+    if face.enhancement is None:
+        return base, 0
+    return base, len(bitstream.build_face_enhancement(face.enhancement)) + UNIT_OVERHEAD
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 import ml_dtypes
 import numpy as np
 
-from . import bitstream, packing, quant
+from . import bitstream, packing, quant, threads
 from .hevc import params
 from .enums import (ALLOWED_BIT_DEPTHS, DTYPE_INFO, LEVELS, Level, PackingType, PadMode, Profile,
                     QuantizerType, SourceDtype, SourceLayout)
@@ -152,14 +152,17 @@ def _layers_of(tensors) -> list[tuple[str, object]]:
 # Encoder
 # ------------------------------------------------------------------------------------
 
+def _hash_layout(pictures: np.ndarray, bit_depth: int) -> np.ndarray:
+    """The planes as picture_md5 reads them: one byte per sample at 8-bit, two bytes
+    little-endian otherwise (clause 8.4.1); no copy when they are so already."""
+    dtype = np.dtype(np.uint8) if bit_depth == 8 else np.dtype("<u2")
+    return np.ascontiguousarray(pictures, dtype=dtype)
+
+
 def planes_md5(pictures: np.ndarray, bit_depth: int) -> list[bytes]:
     """H.265 picture_md5 of each plane: samples in raster order, one byte each at 8-bit,
     two bytes little-endian otherwise (clause 8.4.1)."""
-    dtype = np.dtype(np.uint8) if bit_depth == 8 else np.dtype("<u2")
-    if isinstance(pictures, np.ndarray) and pictures.dtype == dtype \
-            and pictures.flags.c_contiguous:   # hash the planes as they are
-        return [hashlib.md5(p).digest() for p in pictures]
-    return [hashlib.md5(np.ascontiguousarray(p, dtype=dtype)).digest() for p in pictures]
+    return threads.md5_beside(_hash_layout(pictures, bit_depth))[0]
 
 
 def sample_md5(picture_md5s: list[bytes]) -> bytes:
@@ -328,9 +331,13 @@ def payload_violations(layer: Layer) -> list[ConformanceViolation]:
         picture_height=h.picture_height, num_pictures=h.num_pictures)]
 
 
-def sample_md5_violation(layer: Layer, pictures: np.ndarray) -> ConformanceViolation | None:
-    """The clause 8.4.1 violation when the decoded planes do not match sample_md5."""
-    got = sample_md5(planes_md5(pictures, layer.header.sample_bit_depth))
+def sample_md5_violation(layer: Layer, pictures: np.ndarray,
+                         digests: list[bytes] | None = None) -> ConformanceViolation | None:
+    """The clause 8.4.1 violation when the decoded planes (whose picture MD5s are
+    ``digests``, when already known) do not match sample_md5."""
+    if digests is None:
+        digests = planes_md5(pictures, layer.header.sample_bit_depth)
+    got = sample_md5(digests)
     if got == layer.sample_md5:
         return None
     return ConformanceViolation(
@@ -374,6 +381,23 @@ def reconstruct(header: LayerHeader, pictures: np.ndarray) -> np.ndarray:
     return out
 
 
+def decode_layer(layer: Layer, backend=None) -> np.ndarray:
+    """reconstruct(layer.header, decode_samples(layer)), with the picture MD5s computed on a
+    helper thread while the tensor is reconstructed (refcodec.threads): the tensor is
+    returned only when sample_md5 matches."""
+    problems = payload_violations(layer)   # before FFmpeg allocates any picture
+    if problems:
+        raise problems[0]
+    pictures = decode_pictures(layer, backend)
+    digests, tensor = threads.md5_beside(
+        _hash_layout(pictures, layer.header.sample_bit_depth),
+        lambda: reconstruct(layer.header, pictures))
+    mismatch = sample_md5_violation(layer, pictures, digests)
+    if mismatch:
+        raise mismatch
+    return tensor
+
+
 def selected_names(wanted: Sequence[str] | None, present: Sequence[str],
                    what: str) -> list[str] | None:
     """``wanted`` as a list (None: everything), KeyError when it names something the stream
@@ -402,5 +426,5 @@ def decode(data: bytes | Stream, *, layers: Sequence[str] | None = None, backend
     for layer in stream.layers:
         if wanted is not None and layer.header.layer_id not in wanted:
             continue
-        out[layer.header.layer_id] = reconstruct(layer.header, decode_samples(layer, backend))
+        out[layer.header.layer_id] = decode_layer(layer, backend)
     return out

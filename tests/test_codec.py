@@ -320,6 +320,45 @@ def test_backend_error_wraps_ffmpeg():
     assert info.value.__cause__ is not None and "libx265 failed" in str(info.value)
 
 
+@given(n=st.integers(0, 30), size=st.integers(1, 9), fail_at=st.none() | st.integers(0, 30))
+@settings(max_examples=200, deadline=None)
+def test_frame_batches_keep_order_and_errors(n, size, fail_at):
+    """pyav.batches: the items in order, in lists of ``size``; an error of the source comes
+    after every item taken before it (as one item at a time would see them)."""
+    from refcodec.hevc.pyav import batches
+
+    def source():
+        for i in range(n):
+            if i == fail_at:
+                raise ValueError("decoder error")
+            yield i
+
+    seen, error = [], None
+    try:
+        for batch in batches(source(), size):
+            assert 1 <= len(batch) <= size
+            seen.extend(batch)
+    except ValueError as exc:
+        error = exc
+    stop = n if fail_at is None or fail_at >= n else fail_at
+    assert seen == list(range(stop))
+    assert (error is not None) == (fail_at is not None and fail_at < n)
+
+
+@pytest.mark.parametrize("shape", [(1, 20, 56, 56), (1, 11, 16, 16)])
+def test_frame_threads_and_batches_give_the_same_pictures(shape, rng, monkeypatch):
+    """decode_pictures with and without FFmpeg's frame threads (more pictures than a batch)."""
+    from refcodec.hevc import pyav
+    data = refcodec.encode({"x": relu_features(rng, shape)}, EncoderConfig(qp=22, **FAST))
+    layer = refcodec.read_headers(data).layers[0]
+    got = {}
+    for threads_from in (1, 10**9):
+        monkeypatch.setattr(pyav, "FRAME_THREADS_MIN_SAMPLES", threads_from)
+        got[threads_from] = codec.decode_samples(layer)
+    assert got[1].tobytes() == got[10**9].tobytes()
+    assert len(got[1]) == shape[1] > pyav.FRAME_BATCH
+
+
 def test_torch_tensors(rng):
     torch = pytest.importorskip("torch")
     x = torch.from_numpy(relu_features(rng, (1, 4, 16, 16)))

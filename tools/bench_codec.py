@@ -602,7 +602,8 @@ def markdown(result: dict) -> str:
         "time of its own FFmpeg calls (timed in an extra run each repeat, since timing them "
         "frame by frame slows the run they are timed in by about 2 us a frame) - the bare "
         "`to_ndarray` calls the baseline makes; i.e. the overhead measured directly and "
-        "mostly free of HEVC run-to-run noise. Each piece is timed on its own (same repeats, interleaved); "
+        "mostly free of HEVC run-to-run noise. Each piece is timed on its own (same "
+        "repeats, interleaved); "
         "*sum* = sum of the pieces' medians; *est. ratio* = (baseline + sum) / baseline.",
         "",
         "Encode pieces: " + "; ".join(f"*{a}* = {d}" for a, _, d in ENC_PIECES) + ". "

@@ -670,7 +670,7 @@ class _Reader:
             self.stop(cls, clause, message, at(name), f"{path}.{name}")
 
         # --- limits and everything array sizes depend on, before the arrays are read ---
-        layer_id = self._text(c.layer_id, "layer_id", "8.3.1", at("layer_id"),
+        layer_id = self._text(c.layer_id, "layer_id", "8.3.1", base + 1,
                               f"{path}.layer_id")
         for name in ("source_layout", "source_dtype", "quantizer_type"):
             enum = {"source_layout": SourceLayout, "source_dtype": SourceDtype,

@@ -643,4 +643,4 @@ def test_parse_stream_same_with_and_without_fast_paths(data):
         mp.setattr(bitstream, "_fast_layer_header", lambda payload: None)
         mp.setattr(bitstream, "_fast_stream_header", syntax.stream_header.parse)
         slow = outcome()
-    assert fast == slow
+    assert repr(fast) == repr(slow)   # repr: a changed byte may make a parameter NaN

@@ -64,6 +64,11 @@ QUICK_REPEATS = 3
 #: (a full run stays within ~6 minutes on a 2-core machine), up to MAX_REPEATS.
 MIN_SECONDS = 20.0
 MAX_REPEATS = 30
+#: Decoding is timed in a phase of its own, with at least this many repeats, more until they
+#: took DECODE_MIN_SECONDS (at most DECODE_MAX_REPEATS)
+DECODE_REPEATS = 21
+DECODE_MIN_SECONDS = 10.0
+DECODE_MAX_REPEATS = 61
 TARGET_ENCODE, TARGET_DECODE = 1.05, 1.10
 
 
@@ -256,7 +261,9 @@ def bare_decode_other_threading(payload: bytes, frame_threads: bool) -> list[np.
 
 
 def bench_shape(name: str, shape, cfg: EncoderConfig, repeats: int, seed: int,
-                min_seconds: float = 0.0, max_repeats: int = MAX_REPEATS) -> dict:
+                min_seconds: float = 0.0, max_repeats: int = MAX_REPEATS,
+                decode_repeats: int = DECODE_REPEATS,
+                decode_min_seconds: float = DECODE_MIN_SECONDS) -> dict:
     x = synthetic_features(name, shape, seed)
     qtype = quant.QUANTIZER_NAMES[cfg.quantizer]
     bd = cfg.bit_depth
@@ -391,35 +398,51 @@ def bench_shape(name: str, shape, cfg: EncoderConfig, repeats: int, seed: int,
     inner_decode: list[float] = []
     inner = InnerTimer()
     load = [loadavg()]
+
+    def run_pair(pair, r):
+        for key, fn in (pair if r % 2 == 0 else pair[::-1]):
+            gc.collect()
+            if key in outside:
+                with inner:
+                    t, c, _ = timed(fn)
+                # no inner call seen: refcodec no longer calls the patched function
+                outside[key].append(t - inner.seconds if inner.seconds else math.nan)
+            else:
+                t, c, _ = timed(fn)
+            times[key].append(t)
+            cpu[key].append(c)
+
+    def run_pieces(prefixes):
+        for key, fn in pieces.items():
+            if key.startswith(prefixes):
+                gc.collect()
+                t, _, _ = timed(fn)
+                times[key].append(t)
+
+    # Encode and decode are timed in two phases, each repeated on its own: decoding is
+    # 10-30 times cheaper than encoding, so it gets more repeats for the same time.
     started = time.perf_counter()
     r = 0
     while r < repeats or (r < max(max_repeats, repeats)
                           and time.perf_counter() - started < min_seconds):
-        pairs = [(("encode", ref_encode), ("x265", bare_encode)),
-                 (("decode", ref_decode), ("ffmpeg", lambda: bare_decode(payload, frame_threads)))]
-        for pair in pairs:
-            for key, fn in (pair if r % 2 == 0 else pair[::-1]):
-                gc.collect()
-                if key in outside:
-                    with inner:
-                        t, c, _ = timed(fn)
-                    # no inner call seen: refcodec no longer calls the patched function
-                    outside[key].append(t - inner.seconds if inner.seconds else math.nan)
-                else:
-                    t, c, _ = timed(fn)
-                times[key].append(t)
-                cpu[key].append(c)
+        run_pair((("encode", ref_encode), ("x265", bare_encode)), r)
+        run_pieces(("enc.",))
+        r += 1
+    repeats = r
+    started = time.perf_counter()
+    r = 0
+    while r < decode_repeats or (r < max(DECODE_MAX_REPEATS, decode_repeats)
+                                 and time.perf_counter() - started < decode_min_seconds):
+        run_pair((("decode", ref_decode),
+                  ("ffmpeg", lambda: bare_decode(payload, frame_threads))), r)
         gc.collect()
         with inner:
             timed(ref_decode)
         inner_decode.append(inner.seconds if inner.seconds else math.nan)
-        for key, fn in pieces.items():
-            gc.collect()
-            t, _, _ = timed(fn)
-            times[key].append(t)
+        run_pieces(("dec.", "ffmpeg."))
         r += 1
+    decode_repeats = r
     load.append(loadavg())
-    repeats = r
 
     med = {k: statistics.median(v) for k, v in times.items()}
     in_run = {k: None if any(math.isnan(v) for v in outside[k])
@@ -443,6 +466,7 @@ def bench_shape(name: str, shape, cfg: EncoderConfig, repeats: int, seed: int,
     float_bytes = x.size * 4
     return {
         "name": name, "shape": list(shape), "repeats": repeats,
+        "decode_repeats": decode_repeats,
         "pictures": [h.num_pictures, h.picture_height, h.picture_width],
         "packing": h.packing_type.name, "tile_grid": [h.tile_rows, h.tile_cols],
         "zero_fraction": float(np.mean(x == 0)), "max_value": float(x.max()),
@@ -551,11 +575,14 @@ def markdown(result: dict) -> str:
         "ResNet-50 layer shapes): seeded smooth Gaussian random fields per channel, ReLU "
         "(~50% zeros), values 0..~20. Not real activations: sizes and ratios are "
         "indicative only.",
-        f"- Timing: wall clock (time.perf_counter), median of the timed repeats (\"reps\") "
-        f"after one warm-up; refcodec and baseline run back to back in each repeat, in "
-        f"alternating order, then each piece. At least {cfg['repeats']} repeats per shape; "
-        f"cheaper shapes repeat until their repeats took {cfg['min_seconds']:g} s (at most "
-        f"{cfg['max_repeats']}).",
+        f"- Timing: wall clock (time.perf_counter), median of the timed repeats (\"reps\", "
+        f"encode/decode) after one warm-up; refcodec and baseline run back to back in each "
+        f"repeat, in alternating order, then each piece. Encode and decode are timed in two "
+        f"phases: encode at least {cfg['repeats']} repeats per shape, cheaper shapes until "
+        f"their repeats took {cfg['min_seconds']:g} s (at most {cfg['max_repeats']}); decode "
+        f"at least {cfg.get('decode_repeats', cfg['repeats'])} repeats, more until they took "
+        f"{cfg.get('decode_min_seconds', 0):g} s (at most "
+        f"{cfg.get('decode_max_repeats', cfg['max_repeats'])}).",
         "- Baselines: *x265* = `refcodec.hevc.pyav.encode_access_units` on the same "
         "pictures (libx265 single-threaded as refcodec configures it); *ffmpeg* = "
         "`decode_frames(payload)` + `frame.to_ndarray()` of the same HEVC payload.",
@@ -578,7 +605,8 @@ def markdown(result: dict) -> str:
         dec_flag = "" if r["decode_ratio"] <= TARGET_DECODE else " !"
         lines.append(
             f"| {r['name']} | {' x '.join(map(str, r['shape']))} | {pics} "
-            f"| {r['stream_bytes']:,} | {r['compression_rate']:.1f} | {r['repeats']} "
+            f"| {r['stream_bytes']:,} | {r['compression_rate']:.1f} "
+            f"| {r['repeats']}/{r.get('decode_repeats', r['repeats'])} "
             f"| {fmt_s(m['encode'])} | {fmt_s(m['x265'])} | {r['encode_ratio']:.3f}{enc_flag} "
             f"| {fmt_s(m['decode'])} | {fmt_s(m['ffmpeg'])} | {r['decode_ratio']:.3f}{dec_flag} |")
     tot = result["totals"]
@@ -708,14 +736,19 @@ def main(argv=None) -> int:
                          f"--repeats)")
     ap.add_argument("--max-repeats", type=int, default=MAX_REPEATS,
                     help=f"cap of the --min-seconds extension (default {MAX_REPEATS})")
+    ap.add_argument("--decode-repeats", type=int, default=None,
+                    help=f"timed decode repeats per shape, at least (default "
+                         f"{DECODE_REPEATS}; {QUICK_REPEATS} with --quick); more until they "
+                         f"took {DECODE_MIN_SECONDS:g} s (not with --quick), at most "
+                         f"{DECODE_MAX_REPEATS}")
     ap.add_argument("--quick", action="store_true",
                     help=f"only {', '.join(QUICK_SHAPES)}, {QUICK_REPEATS} repeats")
     ap.add_argument("--seed", type=int, default=0, help="data seed (default 0)")
     ap.add_argument("--json", type=Path, metavar="PATH")
     ap.add_argument("--markdown", type=Path, metavar="PATH")
     args = ap.parse_args(argv)
-    if args.repeats < 1:
-        ap.error("--repeats shall be at least 1")
+    if args.repeats < 1 or (args.decode_repeats is not None and args.decode_repeats < 1):
+        ap.error("--repeats and --decode-repeats shall be at least 1")
     if args.quantizer == "integer":
         ap.error("the integer quantizer needs integer-valued tensors; the synthetic data "
                  "is not")
@@ -724,6 +757,9 @@ def main(argv=None) -> int:
     repeats = min(args.repeats, QUICK_REPEATS) if args.quick else args.repeats
     min_seconds = args.min_seconds if args.min_seconds is not None else \
         (0.0 if args.quick else MIN_SECONDS)
+    decode_repeats = args.decode_repeats if args.decode_repeats is not None else \
+        (QUICK_REPEATS if args.quick else DECODE_REPEATS)
+    decode_min_seconds = 0.0 if args.quick else DECODE_MIN_SECONDS
     cfg = EncoderConfig(qp=args.qp, quantizer=args.quantizer, bit_depth=args.bit_depth,
                         preset=args.preset)
 
@@ -736,9 +772,10 @@ def main(argv=None) -> int:
     for name in names:
         shape = SHAPES[name]
         t0 = time.perf_counter()
-        row = bench_shape(name, shape, cfg, repeats, args.seed, min_seconds, args.max_repeats)
+        row = bench_shape(name, shape, cfg, repeats, args.seed, min_seconds, args.max_repeats,
+                          decode_repeats, decode_min_seconds)
         rows.append(row)
-        print(f"  {name:15s} {shape!s:22s} reps {row['repeats']:2d}  "
+        print(f"  {name:15s} {shape!s:22s} reps {row['repeats']:2d}/{row['decode_repeats']:2d}  "
               f"enc {row['encode_ratio']:.3f}  "
               f"dec {row['decode_ratio']:.3f}  ({time.perf_counter() - t0:.1f} s)",
               file=sys.stderr)
@@ -751,7 +788,9 @@ def main(argv=None) -> int:
         "config": {"qp": cfg.qp, "quantizer": cfg.quantizer, "bit_depth": cfg.bit_depth,
                    "preset": cfg.preset, "repeats": repeats, "quick": args.quick,
                    "seed": args.seed, "min_seconds": min_seconds,
-                   "max_repeats": args.max_repeats},
+                   "max_repeats": args.max_repeats, "decode_repeats": decode_repeats,
+                   "decode_min_seconds": decode_min_seconds,
+                   "decode_max_repeats": DECODE_MAX_REPEATS},
         "data": "synthetic real-shaped tensors: seeded smooth Gaussian random fields per "
                 "channel, ReLU (~50% zeros), 0..~20",
         "targets": {"encode_ratio": TARGET_ENCODE, "decode_ratio": TARGET_DECODE},

@@ -1,10 +1,11 @@
 """The decoder's helper thread (informative: it changes speed, never a result).
 
 Once a layer's pictures are decoded, their picture MD5s (clause 8.4.1) are computed on a
-helper thread while the calling thread reconstructs the tensor, and the calling thread joins
-in the hashing when it is done.  hashlib hashes inputs of 2 KiB or more without the GIL, so
-the two run on two cores; smaller planes are hashed on the calling thread alone (with the
-GIL held per plane, a helper would only make the threads wait for each other).
+helper thread while the calling thread reconstructs the tensor; for large planes the calling
+thread then joins in the hashing.  hashlib hashes inputs of 2 KiB or more without the GIL,
+so the two run on two cores; smaller planes are hashed on the calling thread alone (with the
+GIL held per plane, a helper would only make the threads wait for each other).  The limits
+below were measured with tools/bench_codec.py on two cores.
 
 ``REFCODEC_THREADS=1`` in the environment (read at each call) turns the helper off.
 Results are bit-identical either way (tested).

@@ -44,18 +44,24 @@ def test_md5_beside_uses_the_helper_for_large_planes(helper_on, monkeypatch):
     """Large planes are hashed (at least in part) on another thread; small ones are not."""
     seen = set()
     real = hashlib.md5
+    helper_hashed = threading.Event()
 
     def spy(data):
         seen.add(threading.get_ident())
+        if threading.get_ident() != here:
+            helper_hashed.set()
         return real(data)
 
+    here = threading.get_ident()
     monkeypatch.setattr(hashlib, "md5", spy)
     big = np.zeros((8, 224, 224), np.uint8)
-    threads.md5_beside(big, lambda: None)
-    assert seen - {threading.get_ident()}
+    # the work lasts until the helper has hashed a plane (else this thread, which joins in
+    # the hashing of large planes, may take every plane before the helper starts)
+    threads.md5_beside(big, lambda: helper_hashed.wait(timeout=60))
+    assert helper_hashed.is_set() and seen - {here}
     seen.clear()
     threads.md5_beside(np.zeros((64, 16, 16), np.uint8), lambda: None)
-    assert seen == {threading.get_ident()}
+    assert seen == {here}
 
 
 def test_helper_off_by_environment(monkeypatch):

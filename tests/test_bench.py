@@ -4,29 +4,17 @@ No timing is asserted: only that every estimate the report gives is computed fro
 measured, and that the report renders.
 """
 
-import importlib.util
 import math
-import sys
-from pathlib import Path
 
 import pytest
 
 from refcodec import EncoderConfig
 
+from conftest import load_tool
+
 pytestmark = pytest.mark.hevc
 
-TOOL = Path(__file__).resolve().parents[1] / "tools" / "bench_codec.py"
-
-
-def _load():
-    spec = importlib.util.spec_from_file_location("vfc_bench_codec", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["vfc_bench_codec"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load()
+bench = load_tool("bench_codec.py", "vfc_bench_codec")
 
 
 def test_bench_shape_and_report():

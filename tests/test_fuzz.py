@@ -17,7 +17,6 @@ cases (under a minute on two cores); the slow tier (``-m slow``) and ``python to
 from __future__ import annotations
 
 import functools
-import importlib.util
 import os
 import resource
 import struct
@@ -36,19 +35,13 @@ import refcodec
 from refcodec.errors import BitstreamError
 from refcodec.verify import verify
 
+from conftest import load_tool
+
 ROOT = Path(__file__).resolve().parents[1]
 TOOL = ROOT / "tools" / "fuzz.py"
 
 
-def _load_harness():
-    spec = importlib.util.spec_from_file_location("vfc_fuzz", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["vfc_fuzz"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-fuzz = _load_harness()
+fuzz = load_tool("fuzz.py", "vfc_fuzz")
 
 pytestmark = pytest.mark.hevc
 

@@ -16,7 +16,7 @@ import json
 
 from . import bitstream
 from .codec import decode_pictures, payload_violations, sample_md5_violation
-from .errors import BitstreamError
+from .errors import BitstreamError, UnsupportedFeature
 from .syntax import VERSION_MAJOR, VERSION_MINOR
 
 #: Clauses whose violation means the payload cannot be decoded meaningfully.
@@ -152,21 +152,19 @@ def _check_face(face, decode: bool, backend, violations: list, warnings: list) -
     if enh is None:
         return result
     if enh.predictor_type == PredictorType.NETWORK:
-        from .face import predictor as predictors
         from .face.codec import check_predictor, predictor_for
-        found = predictors.find_predictor(enh.predictor_id, enh.predictor_sha256)
-        result.predictor_available = found is not None
-        if found is not None:      # a known predictor shall fit the face (clause 13.4.4)
-            try:
-                predictor_for(enh, face.index)
-                check_predictor(found, enh, face.base.embedding_dim, face.index)
-            except BitstreamError as exc:
-                violations.append(exc)
-        else:
+        result.predictor_available = True
+        try:       # a known predictor shall fit the face (clause 13.4.4)
+            found = predictor_for(enh, face.index)
+            check_predictor(found, enh, face.base.embedding_dim, face.index)
+        except UnsupportedFeature:
+            result.predictor_available = False
             warnings.append(f"face {face.base.face_id!r}: predictor {enh.predictor_id!r} "
                             f"(SHA-256 {enh.predictor_sha256.hex()[:16]}...) is not available "
                             f"here: the texture is checked, the face image cannot be "
                             f"reconstructed (clause 13.4.4)")
+        except BitstreamError as exc:
+            violations.append(exc)
     path = f"faces[{face.index}].enhancement"
     if enh.texture_codec == TextureCodec.HEVC:
         problems = texture.hevc_violations(enh.texture_payload, enh.image_height,

@@ -24,8 +24,8 @@ import construct
 from . import syntax
 from .enums import (ALLOWED_BIT_DEPTHS, ALLOWED_IMAGE_CHANNELS, DTYPE_INFO, LEVELS,
                     UNIT_SKIPPABLE, Embedder, Level, PackingType, PadMode, PayloadCodec,
-                    PredictorType,
-                    Profile, QuantizerType, SourceDtype, SourceLayout, TextureCodec, UnitType)
+                    PredictorType, Profile, QuantizerType, SourceDtype, SourceLayout,
+                    TextureCodec, UnitType)
 from .errors import (BitstreamError, ConformanceViolation, SyntaxViolation,
                      UnsupportedFeature)
 from .face import entropy

@@ -358,16 +358,26 @@ def decode_pictures(layer: Layer, backend=None) -> np.ndarray:
                                    path=f"layers[{layer.index}].hevc_payload")
 
 
-def decode_samples(layer: Layer, backend=None) -> np.ndarray:
-    """Check the parameter sets, decode the payload and check sample_md5 (clauses 9.2, 10)."""
+def _decode_checked(layer: Layer, backend, then=None):
+    """Check the parameter sets, decode the payload and check sample_md5 (clauses 9.2, 10):
+    (pictures, then(pictures)), ``then`` run while the picture MD5s are computed on the
+    helper thread (refcodec.threads) and its result returned only when sample_md5 matches."""
     problems = payload_violations(layer)   # before FFmpeg allocates any picture
     if problems:
         raise problems[0]
     pictures = decode_pictures(layer, backend)
-    mismatch = sample_md5_violation(layer, pictures)
+    digests, result = threads.md5_beside(
+        _hash_layout(pictures, layer.header.sample_bit_depth),
+        None if then is None else lambda: then(pictures))
+    mismatch = sample_md5_violation(layer, pictures, digests)
     if mismatch:
         raise mismatch
-    return pictures
+    return pictures, result
+
+
+def decode_samples(layer: Layer, backend=None) -> np.ndarray:
+    """Check the parameter sets, decode the payload and check sample_md5 (clauses 9.2, 10)."""
+    return _decode_checked(layer, backend)[0]
 
 
 def reconstruct(header: LayerHeader, pictures: np.ndarray) -> np.ndarray:
@@ -382,20 +392,9 @@ def reconstruct(header: LayerHeader, pictures: np.ndarray) -> np.ndarray:
 
 
 def decode_layer(layer: Layer, backend=None) -> np.ndarray:
-    """reconstruct(layer.header, decode_samples(layer)), with the picture MD5s computed on a
-    helper thread while the tensor is reconstructed (refcodec.threads): the tensor is
-    returned only when sample_md5 matches."""
-    problems = payload_violations(layer)   # before FFmpeg allocates any picture
-    if problems:
-        raise problems[0]
-    pictures = decode_pictures(layer, backend)
-    digests, tensor = threads.md5_beside(
-        _hash_layout(pictures, layer.header.sample_bit_depth),
-        lambda: reconstruct(layer.header, pictures))
-    mismatch = sample_md5_violation(layer, pictures, digests)
-    if mismatch:
-        raise mismatch
-    return tensor
+    """reconstruct(layer.header, decode_samples(layer)), the tensor reconstructed while the
+    picture MD5s are computed: it is returned only when sample_md5 matches."""
+    return _decode_checked(layer, backend, lambda p: reconstruct(layer.header, p))[1]
 
 
 def selected_names(wanted: Sequence[str] | None, present: Sequence[str],

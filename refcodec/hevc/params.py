@@ -795,6 +795,7 @@ def parse_parameter_sets(payload: bytes) -> ParameterSets:
     vps: list[tuple[int, VPS]] = []
     sps: list[tuple[int, SPS]] = []
     pps: list[tuple[int, PPS]] = []
+    sets = {VPS_NUT: ("vps", vps), SPS_NUT: ("sps", sps), PPS_NUT: ("pps", pps)}
     # The NAL units of annexb.split_nal_units_with_offsets: a unit runs from after a start
     # code to the next one (or the end), less the zero bytes before the next start code;
     # empty units are left out.  Start codes never overlap, so they are all found at once;
@@ -830,37 +831,33 @@ def parse_parameter_sets(payload: bytes) -> ParameterSets:
         if not unit:
             empty += 1
             continue
-        index = k - empty
+        where = f"{PATH}.nal_unit[{k - empty}]"
         # nal_unit_header() (7.3.1.2)
         if len(unit) < 2:
             raise _violation("a NAL unit shall hold its two-byte header, got 1 byte", offset,
-                             f"{PATH}.nal_unit[{index}]")
+                             where)
         if unit[0] & 0x80:
             raise _violation("forbidden_zero_bit shall be 0, got 1", offset,
-                             f"{PATH}.nal_unit[{index}].forbidden_zero_bit")
+                             f"{where}.forbidden_zero_bit")
         if unit[1] & 0x07 == 0:
             raise _violation("nuh_temporal_id_plus1 shall not be 0", offset,
-                             f"{PATH}.nal_unit[{index}].nuh_temporal_id_plus1")
+                             f"{where}.nuh_temporal_id_plus1")
         nuh_layer_id = ((unit[0] & 1) << 5) | (unit[1] >> 3)
         if nuh_layer_id:
             raise _violation(f"nuh_layer_id shall be 0 (one HEVC layer), got {nuh_layer_id}",
-                             offset, f"{PATH}.nal_unit[{index}].nuh_layer_id")
+                             offset, f"{where}.nuh_layer_id")
         nal_unit_type = (unit[0] >> 1) & 0x3F
         if nal_unit_type < FIRST_NON_VCL_NUT:
             # The first bit of slice_segment_header() (7.3.6.1); the payload byte after a
             # header is never an emulation_prevention_three_byte.
             if len(unit) < 3:
                 raise _violation("a slice segment NAL unit shall hold a slice segment header",
-                                 offset, f"{PATH}.nal_unit[{index}]"
-                                         ".first_slice_segment_in_pic_flag")
+                                 offset, f"{where}.first_slice_segment_in_pic_flag")
             num_pictures += unit[2] >> 7
             if first_vcl_offset is None or offset < first_vcl_offset:
                 first_vcl_offset = offset
         elif VPS_NUT <= nal_unit_type <= PPS_NUT:
-            found = vps if nal_unit_type == VPS_NUT else sps if nal_unit_type == SPS_NUT \
-                else pps
-            name = "vps" if nal_unit_type == VPS_NUT else "sps" if nal_unit_type == SPS_NUT \
-                else "pps"
+            name, found = sets[nal_unit_type]
             found.append((offset, _parameter_set(unit, nal_unit_type, offset,
                                                  f"{PATH}.{name}[{len(found)}]")))
     return ParameterSets(tuple(vps), tuple(sps), tuple(pps), num_pictures, first_vcl_offset)

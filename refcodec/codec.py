@@ -1,133 +1,29 @@
-"""The codec pipeline: informative encoder and normative decoder (clause 9).
+"""Streams of feature layers and faces: the encoder's assembly and the decoder's entry
+points (clauses 8, 9 and 13).
 
-Encoder: tensor -> quantize -> channel order -> pad -> tile -> HEVC -> container.
-Decoder: parse -> check -> HEVC decode -> compare sample_md5 -> untile -> crop ->
-undo channel order -> dequantize -> tensor in its source dtype and layout.
+A stream carries two kinds of unit: feature layers (refcodec.layer) and faces
+(refcodec.face.codec).  This module sits above both: it codes each unit with its own
+module, chooses the level that every unit fits, and builds the container; it reads the
+container and decodes the layers.  Import direction: ids <- layer, face.codec <- codec.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 from collections.abc import Mapping, Sequence
 
-import ml_dtypes
 import numpy as np
 
-from . import bitstream, packing, quant, threads
-from .hevc import params
-from .enums import (ALLOWED_BIT_DEPTHS, DTYPE_INFO, LEVELS, Level, PackingType, PadMode, Profile,
-                    QuantizerType, SourceDtype, SourceLayout)
-from .errors import BackendError, ConformanceViolation, EncoderInputError
-from .records import Layer, LayerHeader, Stream, StreamHeader
+from . import bitstream
+from .enums import LEVELS, Level, Profile
+from .errors import EncoderInputError
+from .face.codec import FaceConfig, FaceInput, encode_face
+from .ids import check_id, selected_names
+from .layer import (  # noqa: F401 - the layer pipeline's names, as refcodec.codec gave them
+    MIN_PICTURE_SIDE, NUMPY_DTYPES, EncoderConfig, decode_layer, decode_pictures,
+    decode_samples, encode_layer, payload_violations, planes_md5, rebase, reconstruct,
+    sample_md5, sample_md5_violation)
+from .records import LayerHeader, Stream, StreamHeader
 from .syntax import VERSION_MAJOR, VERSION_MINOR
-
-NUMPY_DTYPES = {SourceDtype.FLOAT32: np.dtype(np.float32),
-                SourceDtype.FLOAT16: np.dtype(np.float16),
-                SourceDtype.BFLOAT16: np.dtype(ml_dtypes.bfloat16)}
-MIN_PICTURE_SIDE = 16   # libx265 codes no smaller picture (informative encoder limit)
-
-
-@dataclasses.dataclass(frozen=True)
-class EncoderConfig:
-    """Settings of the informative encoder for one layer (Annex A).
-
-    qp          HEVC slice QP, 0..51 (ignored when lossless)
-    quantizer   "log" (the paper's Eq. 5/6), "uniform" (min-max) or "integer" (exact, for
-                integer-valued tensors whose range fits the bit depth)
-    bit_depth   8, 10 or 12
-    per_channel one parameter set per channel instead of one per tensor
-    packing     "auto" (one channel per picture when the padded map is at least 16x16,
-                else the smallest tile grid that is), "channel" or "tiled"
-    tile_grid   (rows, cols) for "tiled"; default: near-square grid of one batch item
-    pad_mode    "replicate" (border replication, as in the paper) or "zero"
-    channel_order  a permutation of range(C): slot k carries source channel order[k]
-    lossless    HEVC lossless coding (transquant bypass)
-    layout      "NCHW" or "NHWC": the layout of the tensor given to the encoder
-    preset      libx265 preset
-    verify      decode the coded payload and check it against libx265's picture hashes
-    """
-
-    qp: int = 22
-    quantizer: str = "log"
-    bit_depth: int = 8
-    per_channel: bool = False
-    packing: str = "auto"
-    tile_grid: tuple[int, int] | None = None
-    pad_mode: str = "replicate"
-    channel_order: tuple[int, ...] | None = None
-    lossless: bool = False
-    layout: str = "NCHW"
-    preset: str = "medium"
-    verify: bool = False
-
-    def __post_init__(self):
-        from .hevc.pyav import PRESETS
-        def bad(msg):
-            raise EncoderInputError(msg)
-        if isinstance(self.qp, bool) or not isinstance(self.qp, (int, np.integer)) \
-                or not 0 <= self.qp <= 51:
-            bad(f"qp shall be an integer in 0..51, got {self.qp!r}")
-        if self.quantizer not in quant.QUANTIZER_NAMES:
-            bad(f"quantizer shall be one of {', '.join(quant.QUANTIZER_NAMES)}, "
-                f"got {self.quantizer!r}")
-        if self.bit_depth not in ALLOWED_BIT_DEPTHS:
-            bad(f"bit_depth shall be 8, 10 or 12, got {self.bit_depth!r}")
-        if self.packing not in ("auto", "channel", "tiled"):
-            bad(f"packing shall be auto, channel or tiled, got {self.packing!r}")
-        if self.tile_grid is not None:
-            if self.packing != "tiled":
-                bad("tile_grid needs packing='tiled'")
-            if (len(self.tile_grid) != 2 or not all(isinstance(v, (int, np.integer))
-                                                    for v in self.tile_grid)
-                    or not all(1 <= v <= 65535 for v in self.tile_grid)
-                    or self.tile_grid[0] * self.tile_grid[1] < 2):
-                bad(f"tile_grid shall be (rows, cols) with 1..65535 each and at least two "
-                    f"tiles, got {self.tile_grid!r}")
-        if self.pad_mode not in ("replicate", "zero"):
-            bad(f"pad_mode shall be replicate or zero, got {self.pad_mode!r}")
-        if self.layout not in ("NCHW", "NHWC"):
-            bad(f"layout shall be NCHW or NHWC, got {self.layout!r}")
-        if self.preset not in PRESETS:
-            bad(f"preset shall be one of {', '.join(PRESETS)}, got {self.preset!r}")
-        if self.channel_order is not None:
-            object.__setattr__(self, "channel_order", tuple(int(v) for v in self.channel_order))
-
-
-# ------------------------------------------------------------------------------------
-# Tensor input
-# ------------------------------------------------------------------------------------
-
-def _as_numpy(x, name: str) -> tuple[np.ndarray, SourceDtype]:
-    """numpy view of a numpy array or torch tensor, and its source dtype."""
-    if type(x).__module__.startswith("torch"):
-        import torch
-        if not isinstance(x, torch.Tensor):
-            raise EncoderInputError(f"layer {name!r}: expected a tensor, got {type(x).__name__}")
-        x = x.detach().cpu()
-        if x.dtype == torch.bfloat16:
-            return x.float().numpy().astype(ml_dtypes.bfloat16), SourceDtype.BFLOAT16
-        x = x.numpy()
-    if not isinstance(x, np.ndarray):
-        raise EncoderInputError(f"layer {name!r}: expected a numpy array or torch tensor, got "
-                                f"{type(x).__name__}")
-    for code, dt in NUMPY_DTYPES.items():
-        if x.dtype == dt:
-            return x, code
-    raise EncoderInputError(f"layer {name!r}: dtype {x.dtype} is not a source dtype "
-                            f"(float32, float16, bfloat16); cast it first")
-
-
-def check_id(name: str, what: str) -> None:
-    """An identifier the syntax can carry (layer_id, face_id, predictor_id): 1..255 bytes of
-    UTF-8 without control characters (clause 8.3.1)."""
-    if not isinstance(name, str):
-        raise EncoderInputError(f"{what}s shall be strings, got {name!r}")
-    raw = name.encode("utf-8", "surrogatepass")
-    if not 1 <= len(raw) <= 255:
-        raise EncoderInputError(f"{what} {name!r} shall be 1..255 bytes of UTF-8")
-    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in name):
-        raise EncoderInputError(f"{what} {name!r} shall not contain control characters")
 
 
 def _layers_of(tensors) -> list[tuple[str, object]]:
@@ -146,65 +42,6 @@ def _layers_of(tensors) -> list[tuple[str, object]]:
     if len(set(names)) != len(names):
         raise EncoderInputError("layer ids shall be unique")
     return items
-
-
-# ------------------------------------------------------------------------------------
-# Encoder
-# ------------------------------------------------------------------------------------
-
-def _hash_layout(pictures: np.ndarray, bit_depth: int) -> np.ndarray:
-    """The planes as picture_md5 reads them: one byte per sample at 8-bit, two bytes
-    little-endian otherwise (clause 8.4.1); no copy when they are so already."""
-    dtype = np.dtype(np.uint8) if bit_depth == 8 else np.dtype("<u2")
-    return np.ascontiguousarray(pictures, dtype=dtype)
-
-
-def planes_md5(pictures: np.ndarray, bit_depth: int) -> list[bytes]:
-    """H.265 picture_md5 of each plane: samples in raster order, one byte each at 8-bit,
-    two bytes little-endian otherwise (clause 8.4.1)."""
-    return threads.md5_beside(_hash_layout(pictures, bit_depth))[0]
-
-
-def sample_md5(picture_md5s: list[bytes]) -> bytes:
-    """sample_md5 (clause 8.4.1): MD5 of the concatenated picture MD5s in output order."""
-    return hashlib.md5(b"".join(picture_md5s)).digest()
-
-
-def _layer_header(name, x: np.ndarray, dtype: SourceDtype, cfg: EncoderConfig,
-                  params) -> LayerHeader:
-    n, c, h, w = x.shape
-    pad_b, pad_r = -h % 8, -w % 8
-    th, tw = h + pad_b, w + pad_r
-    if cfg.packing == "channel" or (cfg.packing == "auto" and min(th, tw) >= MIN_PICTURE_SIDE):
-        if min(th, tw) < MIN_PICTURE_SIDE:
-            raise EncoderInputError(
-                f"layer {name!r}: packing 'channel' gives {tw}x{th} pictures, smaller than "
-                f"the {MIN_PICTURE_SIDE}x{MIN_PICTURE_SIDE} libx265 can code; use packing "
-                f"'auto' or 'tiled'")
-        rows = cols = 1
-    elif cfg.packing == "auto":
-        rows, cols = packing.min_tile_grid(th, tw, MIN_PICTURE_SIDE)
-    else:
-        rows, cols = cfg.tile_grid or packing.near_square_grid(c, th, tw, MIN_PICTURE_SIDE)
-        if min(rows * th, cols * tw) < MIN_PICTURE_SIDE:
-            raise EncoderInputError(
-                f"layer {name!r}: tile grid {rows}x{cols} gives {cols * tw}x{rows * th} "
-                f"pictures, smaller than the {MIN_PICTURE_SIDE}x{MIN_PICTURE_SIDE} libx265 "
-                f"can code")
-    if cfg.channel_order is not None and sorted(cfg.channel_order) != list(range(c)):
-        raise EncoderInputError(f"layer {name!r}: channel_order shall be a permutation of "
-                                f"0..{c - 1}")
-    return LayerHeader(
-        layer_id=name,
-        source_layout=SourceLayout[cfg.layout], source_dtype=dtype,
-        batch_size=n, num_channels=c, height=h, width=w, sample_bit_depth=cfg.bit_depth,
-        quantizer_type=QuantizerType(quant.QUANTIZER_NAMES[cfg.quantizer]),
-        per_channel_quant_flag=cfg.per_channel, quant_params=tuple(params),
-        channel_permutation=cfg.channel_order,
-        packing_type=PackingType.CHANNEL_PER_PICTURE if rows * cols == 1 else PackingType.TILED,
-        tile_rows=rows, tile_cols=cols,
-        pad_mode=PadMode.REPLICATE if cfg.pad_mode == "replicate" else PadMode.ZERO,
-        pad_bottom=pad_b, pad_right=pad_r)
 
 
 def _face_fits(face, level: Level) -> bool:
@@ -251,7 +88,6 @@ def encode(tensors, config: EncoderConfig | Mapping[str, EncoderConfig] | None =
     ``faces``: (FaceInput, FaceConfig) pairs (``refcodec.face``), coded as face_base and
     face_enhancement units (format 1.1); the stream is version 1.0 without them.
     """
-    from .face.codec import FaceConfig, FaceInput, encode_face
     from .hevc import default_backend
     backend = backend or default_backend()
     face_records = []
@@ -269,145 +105,20 @@ def encode(tensors, config: EncoderConfig | Mapping[str, EncoderConfig] | None =
         raise EncoderInputError("nothing to encode: no tensor and no face")
     items = [] if no_tensors else _layers_of(tensors)
     coded = []
-    headers = []
     for name, tensor in items:
         cfg = config.get(name, EncoderConfig()) if isinstance(config, Mapping) \
             else (config or EncoderConfig())
-        arr, dtype = _as_numpy(tensor, name)
-        if arr.ndim != 4:
-            raise EncoderInputError(f"layer {name!r}: a tensor shall have 4 dimensions "
-                                    f"({cfg.layout}), got shape {tuple(arr.shape)}")
-        if arr.size == 0:
-            raise EncoderInputError(f"layer {name!r}: the tensor is empty {tuple(arr.shape)}")
-        x = arr.astype(np.float32, copy=False)
-        if cfg.layout == "NHWC":
-            x = x.transpose(0, 3, 1, 2)
-        qtype = quant.QUANTIZER_NAMES[cfg.quantizer]
-        try:
-            params = quant.choose_params(x, qtype, cfg.bit_depth, cfg.per_channel,
-                                         DTYPE_INFO[dtype].precision)
-            samples = quant.quantize(x, qtype, params, cfg.bit_depth)
-        except quant.QuantizerInputError as exc:
-            raise EncoderInputError(f"layer {name!r}: {exc}") from None
-        header = _layer_header(name, x, dtype, cfg, params)
-        headers.append(header)
-        pictures = packing.pack(samples, packing.Layout.of(header))
-        payload, hashes = backend.encode_pictures(pictures, cfg.bit_depth, cfg.qp,
-                                                  cfg.lossless, cfg.preset)
-        if cfg.verify:
-            decoded = backend.decode_pictures(payload, header.num_pictures,
-                                              header.picture_height, header.picture_width,
-                                              cfg.bit_depth)
-            if planes_md5(decoded, cfg.bit_depth) != hashes:
-                raise BackendError(f"layer {name!r}: the decoded pictures do not match "
-                                   f"libx265's picture hashes")
-        coded.append((header, sample_md5(hashes), payload))
+        coded.append(encode_layer(name, tensor, cfg, backend))
+    headers = [header for header, _, _ in coded]
     level = choose_level(headers, [len(payload) for _, _, payload in coded], face_records)
     stream_header = StreamHeader(VERSION_MAJOR, VERSION_MINOR if face_records else 0,
                                  int(Profile.MAIN), level.level_idc, len(coded))
     return bitstream.build_stream(stream_header, coded, faces=face_records)
 
 
-# ------------------------------------------------------------------------------------
-# Decoder
-# ------------------------------------------------------------------------------------
-
 def read_headers(data: bytes, *, limits: Level | None = None) -> Stream:
     """Parse and check the container without decoding any HEVC payload."""
     return bitstream.parse_stream(data, limits=limits)
-
-
-def rebase(exc: ConformanceViolation, layer: Layer) -> ConformanceViolation:
-    """A payload-relative violation from refcodec.hevc.params, placed in the stream."""
-    return type(exc)(exc.message, clause=exc.clause, offset=layer.payload_offset + exc.offset,
-                     path=f"layers[{layer.index}].{exc.path}")
-
-
-def payload_violations(layer: Layer) -> list[ConformanceViolation]:
-    """Clause 10 violations of a layer's HEVC parameter sets, read before any decoding."""
-    h = layer.header
-    return [rebase(p, layer) for p in params.check_payload(
-        layer.hevc_payload, bit_depth=h.sample_bit_depth, picture_width=h.picture_width,
-        picture_height=h.picture_height, num_pictures=h.num_pictures)]
-
-
-def sample_md5_violation(layer: Layer, pictures: np.ndarray,
-                         digests: list[bytes] | None = None) -> ConformanceViolation | None:
-    """The clause 8.4.1 violation when the decoded planes (whose picture MD5s are
-    ``digests``, when already known) do not match sample_md5."""
-    if digests is None:
-        digests = planes_md5(pictures, layer.header.sample_bit_depth)
-    got = sample_md5(digests)
-    if got == layer.sample_md5:
-        return None
-    return ConformanceViolation(
-        f"sample_md5 shall be the MD5 of the decoded planes: stored {layer.sample_md5.hex()}, "
-        f"decoded {got.hex()}", clause="8.4.1", offset=layer.payload_offset - 16,
-        path=f"layers[{layer.index}].sample_md5")
-
-
-def decode_pictures(layer: Layer, backend=None) -> np.ndarray:
-    """Decode a layer's HEVC payload to its (P, H, W) planes (count, size and format
-    checked against the header), without comparing sample_md5."""
-    from .hevc import default_backend
-    backend = backend or default_backend()
-    h = layer.header
-    return backend.decode_pictures(layer.hevc_payload, h.num_pictures, h.picture_height,
-                                   h.picture_width, h.sample_bit_depth,
-                                   offset=layer.payload_offset,
-                                   path=f"layers[{layer.index}].hevc_payload")
-
-
-def _decode_checked(layer: Layer, backend, then=None):
-    """Check the parameter sets, decode the payload and check sample_md5 (clauses 9.2, 10):
-    (pictures, then(pictures)), ``then`` run while the picture MD5s are computed on the
-    helper thread (refcodec.threads) and its result returned only when sample_md5 matches."""
-    problems = payload_violations(layer)   # before FFmpeg allocates any picture
-    if problems:
-        raise problems[0]
-    pictures = decode_pictures(layer, backend)
-    digests, result = threads.md5_beside(
-        _hash_layout(pictures, layer.header.sample_bit_depth),
-        None if then is None else lambda: then(pictures))
-    mismatch = sample_md5_violation(layer, pictures, digests)
-    if mismatch:
-        raise mismatch
-    return pictures, result
-
-
-def decode_samples(layer: Layer, backend=None) -> np.ndarray:
-    """Check the parameter sets, decode the payload and check sample_md5 (clauses 9.2, 10)."""
-    return _decode_checked(layer, backend)[0]
-
-
-def reconstruct(header: LayerHeader, pictures: np.ndarray) -> np.ndarray:
-    """Planes -> tensor (clauses 9.3 and 9.4): untile, crop, undo the channel order,
-    dequantize, and return the tensor in its source dtype and layout."""
-    samples = packing.unpack(pictures, packing.Layout.of(header))
-    out = quant.dequantize(samples, int(header.quantizer_type), list(header.quant_params),
-                           header.sample_bit_depth, NUMPY_DTYPES[header.source_dtype])
-    if header.source_layout == SourceLayout.NHWC:
-        out = np.ascontiguousarray(out.transpose(0, 2, 3, 1))
-    return out
-
-
-def decode_layer(layer: Layer, backend=None) -> np.ndarray:
-    """reconstruct(layer.header, decode_samples(layer)), the tensor reconstructed while the
-    picture MD5s are computed: it is returned only when sample_md5 matches."""
-    return _decode_checked(layer, backend, lambda p: reconstruct(layer.header, p))[1]
-
-
-def selected_names(wanted: Sequence[str] | None, present: Sequence[str],
-                   what: str) -> list[str] | None:
-    """``wanted`` as a list (None: everything), KeyError when it names something the stream
-    lacks."""
-    if wanted is None:
-        return None
-    wanted, present = list(wanted), set(present)
-    missing = [n for n in wanted if n not in present]
-    if missing:
-        raise KeyError(f"the stream has no {what} {missing[0]!r}")
-    return wanted
 
 
 def decode(data: bytes | Stream, *, layers: Sequence[str] | None = None, backend=None,

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from .. import bitstream
-from ..codec import check_id, selected_names
+from ..ids import check_id, selected_names
 from ..enums import ALLOWED_IMAGE_CHANNELS, Embedder, PredictorType, TextureCodec
 from ..errors import ConformanceViolation, EncoderInputError, UnsupportedFeature
 from ..records import Face, FaceBase, FaceEnhancement, Stream

@@ -30,7 +30,8 @@ def test_only_pyav_backend_imports_av():
 
 def test_only_syntax_and_bitstream_import_construct():
     users = sorted(m for m, names in modules().items() if "construct" in names)
-    assert users == ["bitstream.py", "syntax/__init__.py"]
+    assert users and all(m.startswith("bitstream/") for m in users if m != "syntax/__init__.py")
+    assert "syntax/__init__.py" in users
 
 
 def test_arithmetic_modules_are_pure():

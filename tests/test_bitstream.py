@@ -543,7 +543,7 @@ def construct_layer_header(payload: bytes):
 
     import construct
     try:
-        fixed = bitstream._LAYER_HEADER_FIXED.parse(payload)
+        fixed = bitstream.fast.LAYER_HEADER_FIXED.parse(payload)
         if fixed.quantizer_type not in (0, 1, 2):
             return "unknown"
         buffer = io.BytesIO(payload)
@@ -556,7 +556,7 @@ def construct_layer_header(payload: bytes):
 def check_fast_layer_header(payload: bytes) -> None:
     """The fast path parses what construct parses, and leaves to construct exactly the
     payloads construct cannot parse and those with an unknown quantizer_type."""
-    fast = bitstream._fast_layer_header(payload)
+    fast = bitstream.fast.fast_layer_header(payload)
     slow = construct_layer_header(payload)
     if slow is None or slow == "unknown":
         assert fast is None
@@ -603,13 +603,14 @@ def test_fast_layer_header_every_layout():
         raw = bitstream.build_layer_header(header(**kw))
         for cut in range(len(raw) + 1):
             check_fast_layer_header(raw[:cut])
-        assert bitstream._fast_layer_header(raw) is not None
+        assert bitstream.fast.fast_layer_header(raw) is not None
 
 
 @given(st.binary(min_size=12, max_size=12))
 def test_fast_stream_header_is_constructs_parse(rest):
     data = syntax.MAGIC + rest
-    assert plain(bitstream._fast_stream_header(data)) == plain(syntax.stream_header.parse(data))
+    assert plain(bitstream.fast.fast_stream_header(data)) == plain(
+        syntax.stream_header.parse(data))
 
 
 @given(st.data())
@@ -640,7 +641,7 @@ def test_parse_stream_same_with_and_without_fast_paths(data):
 
     fast = outcome()
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(bitstream, "_fast_layer_header", lambda payload: None)
-        mp.setattr(bitstream, "_fast_stream_header", syntax.stream_header.parse)
+        mp.setattr(bitstream.fast, "fast_layer_header", lambda payload: None)
+        mp.setattr(bitstream.fast, "fast_stream_header", syntax.stream_header.parse)
         slow = outcome()
     assert repr(fast) == repr(slow)   # repr: a changed byte may make a parameter NaN

@@ -72,7 +72,7 @@ def patch(data: bytes, unit_type: int, field: str, value: bytes, struct=None) ->
                         UnitType.FACE_ENHANCEMENT: syntax.face_enhancement}[unit_type]
     length = int.from_bytes(data[pos + 2:pos + 6], "big")
     parsed = struct.parse(data[payload_pos:payload_pos + length])
-    at = payload_pos + bitstream._field_offset(struct, parsed, field)
+    at = payload_pos + bitstream.field_offset(struct, parsed, field)
     return recrc(data[:at] + value + data[at + len(value):], pos)
 
 

@@ -1,0 +1,188 @@
+"""The reader of layer_header() (clause 8.3).
+
+Read in two steps, so that no array is allocated before its size is known to be allowed:
+the fixed leading fields (identifier, enumerations, dimensions, bit depth, flags) and the
+level limits that depend on them; then the whole structure, whose quantizer parameters,
+channel permutation and packing are checked in their syntax order.
+"""
+
+from __future__ import annotations
+
+import math
+
+from .. import syntax
+from ..enums import (ALLOWED_BIT_DEPTHS, DTYPE_INFO, PackingType, PadMode, PayloadCodec,
+                     QuantizerType, SourceDtype, SourceLayout)
+from ..errors import ConformanceViolation, UnsupportedFeature
+from ..records import LayerHeader, QuantParams
+from . import fast
+from .base import Located
+
+_ENUMS = {"source_layout": (SourceLayout, "8.3.2"), "source_dtype": (SourceDtype, "8.3.3"),
+          "quantizer_type": (QuantizerType, "8.3.6")}
+
+
+def read_layer_header(reader, payload: bytes, start: int, path: str) -> LayerHeader:
+    """The layer header in ``payload`` (a unit payload at byte ``start`` of the stream)."""
+    parsed = fast.fast_layer_header(payload)
+    if parsed is None:
+        c, _ = reader.parse(fast.LAYER_HEADER_FIXED, payload, start, path, "layer_header()")
+    else:
+        c, full, consumed = parsed
+    layer_id = _fixed_fields(reader, Located(reader, fast.LAYER_HEADER_FIXED, c, start, path))
+    if parsed is None:
+        full, consumed = reader.parse(syntax.layer_header, payload, start, path,
+                                      "layer_header()")
+    if consumed != len(payload):
+        reader.fail(ConformanceViolation, "8.3.13",
+                    f"layer_header() is {consumed} bytes but len_unit_payload is "
+                    f"{len(payload)}", start + consumed, path)
+    fields = Located(reader, syntax.layer_header, full, start, path)
+    qtype = QuantizerType(full.quantizer_type)
+    dtype = SourceDtype(full.source_dtype)
+    params = _quant_params(fields, qtype, dtype, full.sample_bit_depth)
+    perm = _channel_permutation(fields)
+    packing, rows, cols = _packing(reader, fields)
+    return LayerHeader(
+        layer_id=layer_id, source_layout=SourceLayout(full.source_layout), source_dtype=dtype,
+        batch_size=full.batch_size, num_channels=full.num_channels, height=full.height,
+        width=full.width, sample_bit_depth=full.sample_bit_depth, quantizer_type=qtype,
+        per_channel_quant_flag=bool(full.layer_flags.per_channel_quant_flag),
+        quant_params=tuple(params), channel_permutation=perm, packing_type=packing,
+        tile_rows=rows, tile_cols=cols, pad_mode=PadMode(full.pad_mode),
+        pad_bottom=full.pad_bottom, pad_right=full.pad_right,
+        payload_codec=PayloadCodec(full.payload_codec))
+
+
+def _fixed_fields(reader, f: Located) -> str:
+    """The leading fields and everything array sizes depend on, before the arrays are read;
+    returns layer_id."""
+    c, lvl = f.parsed, reader.level
+    layer_id = reader.text(c.layer_id, "layer_id", "8.3.1", f.start + 1, f"{f.path}.layer_id")
+    for name, (enum, clause) in _ENUMS.items():
+        if c[name] not in enum.__members__.values():
+            f.stop(UnsupportedFeature, clause, f"{name} {c[name]} is reserved", name)
+    for name in ("batch_size", "num_channels", "height", "width"):
+        if c[name] < 1:
+            f.stop(ConformanceViolation, "8.3.4", f"{name} shall be at least 1, got 0", name)
+    if c.num_channels > lvl.max_num_channels:
+        f.stop(ConformanceViolation, "11.2",
+               f"num_channels shall be at most {lvl.max_num_channels} at level "
+               f"{lvl.level_idc}, got {c.num_channels}", "num_channels")
+    elements = c.batch_size * c.num_channels * c.height * c.width
+    if elements > lvl.max_layer_elements:
+        f.stop(ConformanceViolation, "11.2",
+               f"batch_size*num_channels*height*width shall be at most "
+               f"{lvl.max_layer_elements} at level {lvl.level_idc}, got {elements}",
+               "batch_size")
+    if c.sample_bit_depth not in ALLOWED_BIT_DEPTHS:
+        f.stop(UnsupportedFeature, "8.3.5",
+               f"sample_bit_depth shall be 8, 10 or 12, got {c.sample_bit_depth}",
+               "sample_bit_depth")
+    if c.layer_flags.reserved_zero_6bits and not reader.lenient_reserved:
+        f.fail(ConformanceViolation, "8.3.12",
+               f"reserved_zero_6bits shall be 0, got {c.layer_flags.reserved_zero_6bits}",
+               "layer_flags")
+    return layer_id
+
+
+def _quant_params(f: Located, qtype: QuantizerType, dtype: SourceDtype,
+                  depth: int) -> list[QuantParams]:
+    """quant_params (clause 8.3.7): one set per tensor or per channel."""
+    params = []
+    set_size = 4 if qtype == QuantizerType.INTEGER else 8
+    largest = DTYPE_INFO[dtype].max_finite
+    for i, p in enumerate(f.parsed.quant_params):
+        sub, delta = f"[{i}]", i * set_size
+        if qtype == QuantizerType.INTEGER:
+            off = p.offset_value
+            limit = 1 << DTYPE_INFO[dtype].precision
+            if not math.isfinite(off) or off != math.floor(off):
+                f.fail(ConformanceViolation, "8.3.7",
+                       f"offset_value shall be a finite integer, got {off!r}",
+                       "quant_params", sub + ".offset_value", delta)
+            elif off < -limit or off + (1 << depth) - 1 > limit:
+                f.fail(ConformanceViolation, "8.3.7",
+                       f"offset_value..offset_value+{(1 << depth) - 1} shall lie in "
+                       f"-{limit}..{limit} for {dtype.name.lower()}, got {off!r}",
+                       "quant_params", sub + ".offset_value", delta)
+            params.append(QuantParams(offset_value=off))
+        else:
+            lo, hi = p.min_value, p.max_value
+            if not (abs(lo) <= largest and abs(hi) <= largest):
+                f.fail(ConformanceViolation, "8.3.7",
+                       f"min_value and max_value shall be finite in "
+                       f"{dtype.name.lower()} (magnitude at most {largest!r}), got "
+                       f"{lo!r}, {hi!r}", "quant_params", sub, delta)
+            elif lo > hi:
+                f.fail(ConformanceViolation, "8.3.7",
+                       f"min_value shall not exceed max_value, got {lo!r} > {hi!r}",
+                       "quant_params", sub, delta)
+            params.append(QuantParams(min_value=lo, max_value=hi))
+    return params
+
+
+def _channel_permutation(f: Located) -> tuple[int, ...] | None:
+    """channel_permutation (clause 8.3.8), when channel_permutation_flag is 1."""
+    full = f.parsed
+    if full.channel_permutation is None:
+        return None
+    perm = tuple(full.channel_permutation)
+    seen = bytearray(full.num_channels)
+    for i, k in enumerate(perm):
+        if k >= full.num_channels or seen[k]:
+            f.fail(ConformanceViolation, "8.3.8",
+                   f"channel_permutation shall be a permutation of "
+                   f"0..{full.num_channels - 1}, entry {i} is {k}"
+                   + (" (repeated)" if k < full.num_channels else ""),
+                   "channel_permutation", f"[{i}]", 4 * i)
+            break
+        seen[k] = 1
+    return perm
+
+
+def _packing(reader, f: Located) -> tuple[PackingType, int, int]:
+    """packing_type, tile_grid, padding (clauses 8.3.9, 8.3.10), the picture limits of the
+    level (clause 11.2) and payload_codec (8.3.11): (packing, tile_rows, tile_cols)."""
+    full, lvl = f.parsed, reader.level
+    if full.packing_type not in PackingType.__members__.values():
+        f.stop(UnsupportedFeature, "8.3.9", f"packing_type {full.packing_type} is reserved",
+               "packing_type")
+    packing = PackingType(full.packing_type)
+    rows = cols = 1
+    if packing == PackingType.TILED:
+        rows, cols = full.tile_grid.tile_rows, full.tile_grid.tile_cols
+        if rows < 1 or cols < 1 or rows * cols < 2:
+            f.stop(ConformanceViolation, "8.3.9",
+                   f"tile_rows and tile_cols shall be at least 1 with tile_rows*tile_cols "
+                   f"at least 2, got {rows}x{cols}", "tile_grid")
+    if full.pad_mode not in PadMode.__members__.values():
+        f.stop(UnsupportedFeature, "8.3.10", f"pad_mode {full.pad_mode} is reserved",
+               "pad_mode")
+    for name, dim in (("pad_bottom", full.height), ("pad_right", full.width)):
+        if (dim + full[name]) % 8:
+            what = "height" if name == "pad_bottom" else "width"
+            f.fail(ConformanceViolation, "8.3.10",
+                   f"{what} + {name} shall be a multiple of 8, got {dim} + {full[name]}",
+                   name)
+    pic_h = rows * (full.height + full.pad_bottom)
+    pic_w = cols * (full.width + full.pad_right)
+    if max(pic_h, pic_w) > lvl.max_picture_size or pic_h * pic_w > lvl.max_picture_samples:
+        f.stop(ConformanceViolation, "11.2",
+               f"the picture size {pic_w}x{pic_h} exceeds the limits of level "
+               f"{lvl.level_idc} ({lvl.max_picture_size} per side, "
+               f"{lvl.max_picture_samples} samples)", "packing_type")
+    num_pictures = -(-(full.batch_size * full.num_channels) // (rows * cols))
+    if num_pictures > lvl.max_pictures:
+        f.stop(ConformanceViolation, "11.2",
+               f"the layer needs {num_pictures} pictures, more than the "
+               f"{lvl.max_pictures} of level {lvl.level_idc}", "packing_type")
+    if num_pictures * pic_h * pic_w > lvl.max_layer_samples:
+        f.stop(ConformanceViolation, "11.2",
+               f"the layer decodes to {num_pictures} pictures of {pic_w}x{pic_h} = "
+               f"{num_pictures * pic_h * pic_w} samples, more than the "
+               f"{lvl.max_layer_samples} of level {lvl.level_idc}", "packing_type")
+    if full.payload_codec not in PayloadCodec.__members__.values():
+        f.stop(UnsupportedFeature, "8.3.11",
+               f"payload_codec {full.payload_codec} is reserved", "payload_codec")
+    return packing, rows, cols

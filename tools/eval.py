@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Evaluate VFC feature coding on real networks and real images (AVS VFC test conditions).
 
-Same code as ``refcodec eval`` (refcodec/eval_cli.py, refcodec/evaluation.py).  Needs torch
+Same code as ``refcodec eval`` (refcodec/cli/eval.py, refcodec/evaluation/).  Needs torch
 and the offline assets: ``bash tools/install_eval_assets.sh``.  Writes docs/eval/ by default:
 README.md (Table 3 layout, all results, BD-rates, Fig. 5 comparison), summary.csv, jobs.csv,
 results.json and PNG plots.
@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from refcodec import eval_cli  # noqa: E402
+from refcodec.cli import eval as eval_cli  # noqa: E402
 
 
 def main(argv=None) -> int:

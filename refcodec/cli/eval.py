@@ -1,6 +1,6 @@
 """The ``refcodec eval`` subcommand: evaluation on real networks (refcodec.evaluation).
 
-Wire it into the command line with ``eval_cli.register(subparsers)``; the handler returns an
+Wire it into the command line with ``add_parser(subparsers)``; the handler returns an
 exit code (0 ok, 2 usage error or missing evaluation assets).  ``tools/eval.py`` runs the
 same code.
 """
@@ -46,7 +46,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def options_from_args(args):
-    from .evaluation import EvalOptions
+    from ..evaluation import EvalOptions
     splits = {}
     for item in args.splits:
         net, _, names = item.partition(":")
@@ -64,8 +64,8 @@ def options_from_args(args):
 def run(args, command: str | None = None) -> int:
     """Handler of ``refcodec eval``."""
     try:
-        from . import evaluation
-        from .models import AssetMissing
+        from .. import evaluation
+        from ..models import AssetMissing
     except ImportError as exc:
         print(f"refcodec: error: the evaluation needs torch and the evaluation assets "
               f"({exc}); pip install -e '.[torch]' and run tools/install_eval_assets.sh",
@@ -95,7 +95,7 @@ def run(args, command: str | None = None) -> int:
     return EXIT_OK
 
 
-def register(subparsers) -> argparse.ArgumentParser:
+def add_parser(subparsers) -> argparse.ArgumentParser:
     """Add the ``eval`` subcommand to a subparsers object of argparse."""
     p = subparsers.add_parser(
         "eval", help="evaluate coding on real networks (MobileNetV2, CRAFT) and real images: "

@@ -1,0 +1,152 @@
+"""``refcodec encode`` and ``refcodec decode``: feature tensors to a .vfc stream and back
+(with the face embeddings and image of ``decode``)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from ..codec import EncoderConfig, decode, encode, read_headers
+from ..face.codec import decode_faces
+from .base import EXIT_OK, UsageError
+from .io import atomic_output, load_tensors, read_input, save_png, save_tensors
+
+
+def _grid(text: str) -> tuple[int, int]:
+    try:
+        rows, cols = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected ROWSxCOLS such as 4x8, got {text!r}") from None
+    return rows, cols
+
+
+def _order(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a comma-separated permutation such as 2,0,1, got {text!r}") from None
+
+
+def cmd_encode(args) -> int:
+    if Path(args.output).suffix.lower() != ".vfc":
+        raise UsageError(f"{args.output}: output shall end in .vfc")
+    tensors = load_tensors(Path(args.input), args.layer_id)
+    if not tensors:
+        raise UsageError(f"{args.input}: holds no tensor")
+    config = EncoderConfig(qp=args.qp, quantizer=args.quantizer, bit_depth=args.bit_depth,
+                           per_channel=args.per_channel, packing=args.packing,
+                           tile_grid=args.tile_grid, pad_mode=args.pad_mode,
+                           channel_order=args.channel_order, lossless=args.lossless,
+                           layout=args.layout, preset=args.preset, verify=args.verify)
+    out = Path(args.output)
+    data = encode(tensors, config)
+    with atomic_output(out) as tmp:
+        tmp.write_bytes(data)
+    if not args.quiet:
+        original = sum(np.asarray(t.shape).prod() * _itemsize(t) for t in tensors.values())
+        print(f"{out}: {len(tensors)} layer(s), {len(data)} bytes, compression rate "
+              f"{original / len(data):.2f}")
+    return EXIT_OK
+
+
+def _itemsize(t) -> int:
+    return t.element_size() if hasattr(t, "element_size") else t.dtype.itemsize
+
+
+def cmd_decode(args) -> int:
+    data = read_input(Path(args.input))
+    out = Path(args.output) if args.output else None
+    image_out = Path(args.image) if args.image else None
+    if out is None and image_out is None:
+        raise UsageError("give -o OUTPUT (tensors and embeddings) and/or --image OUT.png")
+    if out is not None and out.suffix.lower() not in (".npy", ".npz", ".pt"):
+        raise UsageError(f"{out}: output shall be .npy, .npz or .pt, "
+                         f"got '{out.suffix or out.name}'")
+    if image_out is not None and image_out.suffix.lower() != ".png":
+        raise UsageError(f"{image_out}: --image writes a .png file")
+    stream = read_headers(data)
+    face_ids = [f.base.face_id for f in stream.faces]
+    if args.face and not face_ids:
+        raise UsageError("the stream holds no face")
+    try:
+        tensors = decode(stream, layers=args.layer) if out is not None and (
+            args.layer or not args.face) else {}
+        wanted = args.face or (None if args.layer else face_ids)
+        faces = decode_faces(stream, images=image_out is not None, faces=wanted) \
+            if wanted else {}
+    except KeyError as exc:
+        raise UsageError(str(exc.args[0])) from None
+    arrays = dict(tensors)
+    for fid, face in faces.items():
+        arrays[f"embedding:{fid}"] = face.embedding
+    for face in faces.values():
+        for warning in face.warnings:
+            print(f"refcodec: warning: {warning}", file=sys.stderr)
+    if image_out is not None:
+        coded = [f for f in faces.values() if f.image is not None]
+        if len(faces) != 1:
+            raise UsageError(f"the stream holds {len(faces)} faces; pick one with --face ID "
+                             f"for --image" if faces else "the stream holds no face")
+        if not coded:
+            raise UsageError(f"face {next(iter(faces))!r} has no enhancement layer: only its "
+                             f"embedding can be decoded")
+        save_png(image_out, coded[0].image)
+    if out is not None:
+        if not arrays:
+            raise UsageError("nothing to write: the stream holds no layer or face")
+        if out.suffix.lower() == ".npy" and len(arrays) != 1:
+            raise UsageError(f"{out}: the stream has {len(arrays)} layers and embeddings; "
+                             f"write .npz or .pt, or pick one with --layer / --face")
+        save_tensors(out, arrays)
+    if not args.quiet:
+        parts = [f"{k} {tuple(v.shape)} {v.dtype}" for k, v in arrays.items()]
+        if image_out is not None:
+            parts.append(f"face image {image_out}")
+        print(f"{out or image_out}: " + ", ".join(parts))
+    return EXIT_OK
+
+
+def add_parser(sub) -> None:
+    enc = sub.add_parser("encode", help="encode .npy/.npz/.pt tensors into a .vfc stream")
+    enc.add_argument("input", help=".npy (one tensor), .npz (one layer per array) or .pt")
+    enc.add_argument("-o", "--output", required=True, help="output .vfc file")
+    d = EncoderConfig()
+    enc.add_argument("--qp", type=int, default=d.qp, help="HEVC slice QP 0..51 (default 22)")
+    enc.add_argument("--quantizer", choices=["log", "uniform", "integer"], default=d.quantizer)
+    enc.add_argument("--bit-depth", type=int, choices=[8, 10, 12], default=d.bit_depth)
+    enc.add_argument("--per-channel", action="store_true",
+                     help="one quantizer parameter set per channel")
+    enc.add_argument("--packing", choices=["auto", "channel", "tiled"], default=d.packing)
+    enc.add_argument("--tile-grid", type=_grid, metavar="ROWSxCOLS",
+                     help="tile grid for --packing tiled")
+    enc.add_argument("--pad-mode", choices=["replicate", "zero"], default=d.pad_mode)
+    enc.add_argument("--channel-order", type=_order, metavar="I,J,...",
+                     help="permutation: picture slot k carries channel I_k")
+    enc.add_argument("--lossless", action="store_true", help="HEVC lossless coding")
+    enc.add_argument("--layout", choices=["NCHW", "NHWC"], default=d.layout)
+    enc.add_argument("--preset", default=d.preset, help="libx265 preset (default medium)")
+    enc.add_argument("--layer-id", help="layer id for a single tensor (default: file stem)")
+    enc.add_argument("--verify", action="store_true",
+                     help="decode the payload and check it against libx265's picture hashes")
+    enc.add_argument("-q", "--quiet", action="store_true")
+    enc.set_defaults(func=cmd_encode)
+
+    dec = sub.add_parser("decode", help="decode a .vfc stream to .npy/.npz/.pt (tensors and "
+                         "face embeddings) and optionally a face image")
+    dec.add_argument("input")
+    dec.add_argument("-o", "--output",
+                     help=".npy (one layer or embedding), .npz or .pt; face embeddings are "
+                          "named embedding:FACE_ID; bfloat16 is widened to float32 (exactly) "
+                          "in numpy files")
+    dec.add_argument("--layer", action="append", help="decode only this layer (repeatable)")
+    dec.add_argument("--face", action="append",
+                     help="decode only this face (repeatable; no layers unless --layer)")
+    dec.add_argument("--image", metavar="OUT.png",
+                     help="also reconstruct the face image (base + enhancement layer; needs "
+                          "the stream's predictor) and write it as PNG")
+    dec.add_argument("-q", "--quiet", action="store_true")
+    dec.set_defaults(func=cmd_decode)

@@ -18,16 +18,16 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from refcodec.cli import eval as eval_cli  # noqa: E402
+from refcodec.cli import eval as eval_command  # noqa: E402
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    eval_cli.add_arguments(ap)
+    eval_command.add_arguments(ap)
     args = ap.parse_args(argv)
     argv = sys.argv[1:] if argv is None else argv
     command = "python tools/eval.py" + ("".join(" " + shlex.quote(a) for a in argv))
-    return eval_cli.run(args, command)
+    return eval_command.run(args, command)
 
 
 if __name__ == "__main__":

@@ -501,13 +501,24 @@ def test_conformance_window_gives_the_output_size():
     s = parse_parameter_sets(data).sps[0][1]
     assert (s.output_width, s.output_height) == (60, 46)
     expected = dict(bit_depth=8, picture_width=60, picture_height=46, num_pictures=2)
-    found = check_payload(data, **expected)   # clause 10.5 allows no conformance window
+    found = check_payload(data, **expected)   # clause 10.5: a window shall crop nothing
     assert clauses(found) == ["10.5"]
-    assert found[0].message == "conformance_window_flag shall be 0, got 1"
+    assert found[0].message == ("the conformance window shall crop nothing (all four offsets "
+                                "0), got conf_win_left_offset 1, conf_win_right_offset 3, "
+                                "conf_win_bottom_offset 2")
     assert found[0].path == "hevc_payload.sps[0].conformance_window_flag"
+    for window in ((0, 0, 0, 1), (1, 0, 0, 0)):     # any one offset is enough
+        found = check_payload(hand_payload(sps(window=window)), bit_depth=8,
+                              picture_width=64 - window[0], picture_height=48 - window[3],
+                              num_pictures=2)
+        assert clauses(found) == ["10.5"], window
     found = check_payload(hand_payload(sps()), **{**expected, "picture_width": 60})
     assert clauses(found) == ["10.5"]
     assert found[0].message == "the output picture size shall be 60x46, got 64x48"
+    # format 1.2: a window of four zero offsets (as HM writes in every SPS) crops nothing
+    zero = hand_payload(sps(window=(0, 0, 0, 0)))
+    assert parse_parameter_sets(zero).sps[0][1].conformance_window_flag == 1
+    assert check_payload(zero, **{**expected, "picture_width": 64, "picture_height": 48}) == []
     # 4:2:0 counts the offsets in chroma samples (SubWidthC = SubHeightC = 2)
     s = parse_parameter_sets(hand_payload(sps(chroma_format_idc=1, window=(1, 3, 0, 2)))) \
         .sps[0][1]

@@ -765,8 +765,9 @@ PARAMETER_SET_CACHE_UNIT_BYTES = 4096
 _parameter_set_cache: dict[bytes, VPS | SPS | PPS] = {}
 
 
-def _parameter_set(unit: bytes, nal_unit_type: int, offset: int, path: str) -> VPS | SPS | PPS:
-    """The VPS, SPS or PPS of a NAL unit (whose nal_unit_type is one of the three)."""
+def parameter_set(unit: bytes, nal_unit_type: int, offset: int, path: str) -> VPS | SPS | PPS:
+    """The VPS, SPS or PPS of a NAL unit (whose nal_unit_type is one of the three);
+    ConformanceViolation (clause 10.1) when it is malformed."""
     key = bytes(unit)
     found = _parameter_set_cache.get(key)
     if found is not None:
@@ -858,8 +859,8 @@ def parse_parameter_sets(payload: bytes) -> ParameterSets:
                 first_vcl_offset = offset
         elif VPS_NUT <= nal_unit_type <= PPS_NUT:
             name, found = sets[nal_unit_type]
-            found.append((offset, _parameter_set(unit, nal_unit_type, offset,
-                                                 f"{PATH}.{name}[{len(found)}]")))
+            found.append((offset, parameter_set(unit, nal_unit_type, offset,
+                                                f"{PATH}.{name}[{len(found)}]")))
     return ParameterSets(tuple(vps), tuple(sps), tuple(pps), num_pictures, first_vcl_offset)
 
 
@@ -899,10 +900,13 @@ def check_payload(payload: bytes, *, bit_depth: int, picture_width: int, picture
         ptl = sps.profile_tier_level
         # 10.2: a monochrome format range extensions profile
         if not ptl.signals_profile(4):
+            mono = (" for a 4:0:0 payload, which no profile but the format range extensions "
+                    "(Monochrome) profiles allows (H.265 A.3; kvazaar 2.3 writes Main for "
+                    "4:0:0)" if sps.chroma_format_idc == 0 else "")
             out.append(_violation(
                 f"general_profile_idc shall be 4 (format range extensions) or "
                 f"general_profile_compatibility_flag[4] shall be 1, got general_profile_idc "
-                f"{ptl.general_profile_idc} ({ptl.profile_name})", offset,
+                f"{ptl.general_profile_idc} ({ptl.profile_name}){mono}", offset,
                 f"{path}.profile_tier_level.general_profile_idc", "10.2"))
         elif not ptl.general_max_monochrome_constraint_flag:
             out.append(_violation(
@@ -919,10 +923,17 @@ def check_payload(payload: bytes, *, bit_depth: int, picture_width: int, picture
             out.append(_violation(f"bit_depth_luma_minus8 + 8 shall be {bit_depth}, got "
                                   f"{sps.bit_depth}", offset, f"{path}.bit_depth_luma_minus8",
                                   "10.4"))
-        # 10.5: the layer's picture size, with no conformance window (so that the decoded
-        # picture hash of H.265, computed before cropping, is the sample_md5 input)
-        if sps.conformance_window_flag:
-            out.append(_violation("conformance_window_flag shall be 0, got 1", offset,
+        # 10.5: the layer's picture size, with a conformance window that crops nothing (so
+        # that the decoded picture hash of H.265, computed before cropping, covers exactly
+        # the samples of sample_md5).  Format 1.2 allows conformance_window_flag 1 with four
+        # zero offsets, which HM writes in every SPS.
+        window = {side: getattr(sps, f"conf_win_{side}_offset")
+                  for side in ("left", "right", "top", "bottom")}
+        if any(window.values()):
+            crops = ", ".join(f"conf_win_{side}_offset {value}"
+                              for side, value in window.items() if value)
+            out.append(_violation(f"the conformance window shall crop nothing (all four "
+                                  f"offsets 0), got {crops}", offset,
                                   f"{path}.conformance_window_flag", "10.5"))
         elif (sps.output_width, sps.output_height) != (picture_width, picture_height):
             out.append(_violation(f"the output picture size shall be {picture_width}x"

@@ -15,12 +15,16 @@ The only module that imports av.  Facts it relies on (measured, see docs/hevc-no
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from fractions import Fraction
 
 import av
+import av.logging
 import numpy as np
 
 from ..errors import BackendError, ConformanceViolation
+from . import feed
 from .annexb import repack_access_units
 
 PIX_FMT = {8: "gray", 10: "gray10le", 12: "gray12le"}
@@ -76,12 +80,38 @@ FRAME_THREADS_MIN_SAMPLES = 56 * 56
 FRAME_BATCH = 8
 
 
-def iter_frames(payload: bytes, frame_threads: bool = False):
-    """Bare FFmpeg: the frames of an Annex-B stream as they are decoded (parser flushed)."""
+#: FFmpeg's frame threads when a layer's pictures are large enough; None lets FFmpeg pick
+#: the count (one per CPU).  Slice threads are never used: FFmpeg's slice threads decode
+#: WPP payloads with one dependent slice segment per CTU row wrongly (kvazaar's
+#: ``--wpp --slices wpp``; measured on shared/interop's kvz_wpp_slices_small_mono: all 8
+#: pictures differ from HM's), so a decoder that used them would refuse a conforming stream
+#: depending on the machine's CPU count.
+FRAME_THREAD_COUNT: int | None = None
+#: FFmpeg's error detection: a payload FFmpeg finds broken (a missing reference picture, a
+#: slice that does not parse) is an error, not a picture it silently drops or conceals.
+DECODER_OPTIONS = {"err_detect": "explode"}
+
+
+def decoder_context(frame_threads: bool = False, thread_count: int | None = None):
+    """An FFmpeg HEVC decoder: frame threads (``thread_count`` of them, default
+    FRAME_THREAD_COUNT) or one thread, never slice threads; error detection on."""
     ctx = av.CodecContext.create("hevc", "r")
     if frame_threads:
-        ctx.thread_type = "AUTO"
-    for packet in ctx.parse(payload) + ctx.parse(None):
+        ctx.thread_type = "FRAME"
+        count = FRAME_THREAD_COUNT if thread_count is None else thread_count
+        ctx.thread_count = 0 if count is None else count
+    else:
+        ctx.thread_type = "NONE"
+        ctx.thread_count = 1
+    ctx.options = dict(DECODER_OPTIONS)
+    return ctx
+
+
+def iter_frames(payload: bytes, frame_threads: bool = False, thread_count: int | None = None):
+    """Bare FFmpeg: the frames of an Annex-B stream as they are decoded (parser flushed),
+    its parameter sets fed in the order FFmpeg needs (refcodec.hevc.feed)."""
+    ctx = decoder_context(frame_threads, thread_count)
+    for packet in ctx.parse(feed.in_decoder_order(payload)) + ctx.parse(None):
         yield from ctx.decode(packet)
     yield from ctx.decode(None)
 
@@ -129,6 +159,49 @@ def copy_samples(frame, dest: np.ndarray) -> None:
 _LE_SAMPLES = {1: np.dtype(np.uint8), 2: np.dtype("<u2")}
 
 
+_log_lock = threading.Lock()
+_log_users = 0
+_log_level_before = None
+
+
+@contextlib.contextmanager
+def ffmpeg_log(into: list):
+    """Collect FFmpeg's error messages (from every thread, frame threads included) into
+    ``into`` while the block runs; nothing reaches the terminal.  FFmpeg's logging is on
+    only while some decode runs (PyAV turns it off by default)."""
+    global _log_users, _log_level_before
+    with _log_lock:
+        if _log_users == 0:
+            _log_level_before = av.logging.get_level()
+            if _log_level_before is None or _log_level_before < av.logging.ERROR:
+                av.logging.set_level(av.logging.ERROR)
+        _log_users += 1
+    try:
+        with av.logging.Capture(local=False) as captured:
+            yield
+    finally:
+        into.extend(captured)
+        with _log_lock:
+            _log_users -= 1
+            if _log_users == 0:
+                av.logging.set_level(_log_level_before)
+
+
+def ffmpeg_reason(exc: Exception, log: list) -> str:
+    """FFmpeg's own words for a decoding error: its last distinct error messages, else
+    the exception."""
+    messages = []
+    for level, name, message in log:
+        text = " ".join(str(message).split())
+        if name:
+            text = f"[{name}] {text}"
+        if level <= av.logging.ERROR and text and text not in messages:
+            messages.append(text)
+    if not messages:
+        return str(getattr(exc, "strerror", None) or exc)
+    return "; ".join(messages[-3:])
+
+
 class PyAVBackend:
     name = "pyav"
 
@@ -148,37 +221,42 @@ class PyAVBackend:
         out = np.empty((num_pictures, height, width),
                        dtype=np.uint8 if bit_depth == 8 else np.uint16)
         count = 0
+        log: list = []
         try:
             # the frames are copied into ``out`` and released a batch at a time, so the
             # memory held is the planes (bounded by the level, clause 11.2) plus FRAME_BATCH
             # frames and FFmpeg's few frames in flight
             frames = iter_frames(payload, height * width >= FRAME_THREADS_MIN_SAMPLES)
-            for batch in batches(frames, FRAME_BATCH):
-                for frame in batch:
-                    if count == num_pictures:
-                        raise ConformanceViolation(
-                            f"the HEVC payload shall decode to {num_pictures} pictures, got "
-                            f"more", clause="10.6", offset=offset, path=path)
-                    fmt = frame.format.name
-                    if fmt != want_fmt:
-                        clause = "10.3" if not fmt.startswith("gray") else "10.4"
-                        raise ConformanceViolation(
-                            f"picture {count} decodes as {fmt}, the layer needs {want_fmt} "
-                            f"(4:0:0, {bit_depth}-bit)", clause=clause, offset=offset,
-                            path=path)
-                    if (frame.height, frame.width) != (height, width):
-                        raise ConformanceViolation(
-                            f"picture {count} is {frame.width}x{frame.height}, the layer "
-                            f"needs {width}x{height}", clause="10.5", offset=offset,
-                            path=path)
-                    copy_samples(frame, out[count])
-                    count += 1
+            with ffmpeg_log(log):
+                for batch in batches(frames, FRAME_BATCH):
+                    for frame in batch:
+                        if count == num_pictures:
+                            raise ConformanceViolation(
+                                f"the HEVC payload shall decode to {num_pictures} pictures, "
+                                f"got more", clause="10.6", offset=offset, path=path)
+                        fmt = frame.format.name
+                        if fmt != want_fmt:
+                            clause = "10.3" if not fmt.startswith("gray") else "10.4"
+                            raise ConformanceViolation(
+                                f"picture {count} decodes as {fmt}, the layer needs "
+                                f"{want_fmt} (4:0:0, {bit_depth}-bit)", clause=clause,
+                                offset=offset, path=path)
+                        if (frame.height, frame.width) != (height, width):
+                            raise ConformanceViolation(
+                                f"picture {count} is {frame.width}x{frame.height}, the layer "
+                                f"needs {width}x{height}", clause="10.5", offset=offset,
+                                path=path)
+                        copy_samples(frame, out[count])
+                        count += 1
         except (av.error.DecoderNotFoundError, av.error.MemoryError) as exc:
             raise BackendError(f"the HEVC decoder failed: {exc}") from exc
         except av.error.FFmpegError as exc:
             # FFmpeg reports bad HEVC data with several codes (EINVAL, EPERM, ENOSYS, ...)
-            raise ConformanceViolation(f"the HEVC decoder refused the payload: {exc}",
-                                       clause="10.1", offset=offset, path=path) from exc
+            # and says in its log what it found
+            raise ConformanceViolation(
+                f"the HEVC payload does not decode after {count} of {num_pictures} pictures: "
+                f"{ffmpeg_reason(exc, log)}", clause="10.1", offset=offset,
+                path=path) from exc
         if count != num_pictures:
             raise ConformanceViolation(
                 f"the HEVC payload shall decode to {num_pictures} pictures, got {count}",

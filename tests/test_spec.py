@@ -115,9 +115,31 @@ def _default(func, name: str):
     return None
 
 
+def clause_methods(code_dir: Path) -> dict[str, tuple[ast.FunctionDef, bool]]:
+    """Method name -> (a method of the package's classes with a ``clause`` parameter, whether
+    the name is ambiguous), for the names whose every such method has it at the same position
+    (Reader.fail and Located.fail, say); calls on objects other than self go to one of them.
+    A name is ambiguous when another class has a method of that name without ``clause``
+    (RbspReader.fail): such a call is followed only when its argument there is a clause id."""
+    found: dict[str, list] = {}
+    other: set[str] = set()
+    for path in sorted(code_dir.rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for cls in (n for n in ast.walk(tree) if isinstance(n, ast.ClassDef)):
+            for item in cls.body:
+                if isinstance(item, _FUNCTION):
+                    if "clause" in _params(item, True):
+                        found.setdefault(item.name, []).append(item)
+                    else:
+                        other.add(item.name)
+    return {name: (defs[0], name in other) for name, defs in found.items()
+            if len({_params(d, True).index("clause") for d in defs}) == 1}
+
+
 def _scan_file(path: Path, rel: Path, found: dict[str, set[str]],
-               unresolved: list[str]) -> None:
+               unresolved: list[str], methods: dict | None = None) -> None:
     """reported_clause_ids for one source file."""
+    methods = methods or {}
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
     parents = _parents(tree)
 
@@ -129,6 +151,14 @@ def _scan_file(path: Path, rel: Path, found: dict[str, set[str]],
     def helper(call: ast.Call):
         """The def a call goes to, when the code defines it in a findable scope."""
         f = call.func
+        if isinstance(f, ast.Attribute) and not (isinstance(f.value, ast.Name)
+                                                 and f.value.id == "self"):
+            # obj.method(...): a method of that name defined in the package whose clause
+            # parameter is at the same place in every definition that has one
+            found = methods.get(f.attr)
+            if found is not None:
+                ambiguous.add(id(call))
+            return found and found[0]
         if isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name) \
                 and f.value.id == "self":
             cls = next((a for a in ancestors(call) if isinstance(a, ast.ClassDef)), None)
@@ -173,8 +203,12 @@ def _scan_file(path: Path, rel: Path, found: dict[str, set[str]],
                     return assigned
         return None
 
+    ambiguous: set[int] = set()
+
     def record(expr, node):
         ids = resolve(expr, node)
+        if ids is None and id(node) in ambiguous and methods[node.func.attr][1]:
+            return       # obj.fail(...) of a class whose fail takes no clause
         if ids is None:
             unresolved.append(f"{rel}:{node.lineno}: {ast.unparse(expr)}")
         for clause in ids or ():
@@ -189,7 +223,8 @@ def _scan_file(path: Path, rel: Path, found: dict[str, set[str]],
         func = helper(node)
         if func is None or any(kw.arg == "clause" for kw in node.keywords):
             continue
-        names = _params(func, isinstance(parents.get(func), ast.ClassDef))
+        names = _params(func, isinstance(parents.get(func), ast.ClassDef)
+                        or any(func is m for m, _ in methods.values()))
         if "clause" in names and names.index("clause") < len(node.args):
             record(node.args[names.index("clause")], node)
         elif "clause" in names or "clause" in {a.arg for a in func.args.kwonlyargs}:
@@ -205,14 +240,16 @@ def reported_clause_ids(code_dir: Path = CODE_DIR) -> tuple[dict[str, set[str]],
     A clause reaches an error as the ``clause=`` keyword of a call, or as the argument bound
     to a parameter named ``clause`` of a helper defined in the code (found by scope: a method
     of the caller's class for ``self.f(...)``, else an enclosing or module-level def, or the
-    ``__init__`` of a class defined there), or as that parameter's default.  A variable is
+    ``__init__`` of a class defined there; for ``obj.f(...)``, a method ``f`` of the
+    package's classes, clause_methods), or as that parameter's default.  A variable is
     followed through its assignments in the enclosing functions; a parameter (or
     ``exc.clause``) just forwards a clause reported elsewhere.
     """
     found: dict[str, set[str]] = {}
     unresolved: list[str] = []
+    methods = clause_methods(code_dir)
     for path in sorted(code_dir.rglob("*.py")):
-        _scan_file(path, path.relative_to(code_dir.parent), found, unresolved)
+        _scan_file(path, path.relative_to(code_dir.parent), found, unresolved, methods)
     return found, unresolved
 
 

@@ -7,7 +7,7 @@ measures, in one process:
 * ``refcodec.encode(x, EncoderConfig(...))`` and ``refcodec.decode(data)``;
 * the baseline on the *same* pictures: bare libx265 through
   ``refcodec.hevc.pyav.encode_access_units`` (the pictures built exactly as the encoder
-  builds them: ``quant.choose_params`` + ``quant.quantize``, ``codec._layer_header``,
+  builds them: ``quant.choose_params`` + ``quant.quantize``, ``refcodec.layer._layer_header``,
   ``packing.pack``), and bare FFmpeg decoding of the same HEVC payload
   (``refcodec.hevc.pyav.decode_frames`` + ``frame.to_ndarray()`` per frame);
 * the pieces refcodec adds around them (quantize, pack, Annex-B repack, container, parse,
@@ -48,7 +48,11 @@ from pathlib import Path
 import numpy as np
 
 import refcodec
-from refcodec import EncoderConfig, codec, packing, quant, threads
+from refcodec import EncoderConfig, bitstream, codec, packing, quant, threads
+from refcodec import layer as layer_unit
+from refcodec.enums import Profile, SourceDtype
+from refcodec.records import StreamHeader
+from refcodec.syntax import VERSION_MAJOR
 from refcodec.hevc import annexb, pyav
 from refcodec.testconditions import FEATURE_SHAPES
 
@@ -272,7 +276,7 @@ def bench_shape(name: str, shape, cfg: EncoderConfig, repeats: int, seed: int,
     # The pictures exactly as codec.encode builds them.
     params = quant.choose_params(x, qtype, bd, cfg.per_channel)
     samples = quant.quantize(x, qtype, params, bd)
-    header = codec._layer_header(name, x, codec.SourceDtype.FLOAT32, cfg, params)
+    header = layer_unit._layer_header(name, x, SourceDtype.FLOAT32, cfg, params)
     layout = packing.Layout.of(header)
     pictures = packing.pack(samples, layout)
 
@@ -287,7 +291,7 @@ def bench_shape(name: str, shape, cfg: EncoderConfig, repeats: int, seed: int,
         quant._check_finite(x)
 
     def enc_header():
-        h = codec._layer_header(name, x, codec.SourceDtype.FLOAT32, cfg, params)
+        h = layer_unit._layer_header(name, x, SourceDtype.FLOAT32, cfg, params)
         return packing.Layout.of(h)
 
     def enc_pack():
@@ -318,9 +322,8 @@ def bench_shape(name: str, shape, cfg: EncoderConfig, repeats: int, seed: int,
     def enc_container():
         s = codec.sample_md5(hashes)
         level = codec.choose_level([h], [len(payload)])
-        sh = codec.StreamHeader(codec.VERSION_MAJOR, codec.VERSION_MINOR,
-                                int(codec.Profile.MAIN), level.level_idc, 1)
-        return codec.bitstream.build_stream(sh, [(h, s, payload)])
+        sh = StreamHeader(VERSION_MAJOR, 0, int(Profile.MAIN), level.level_idc, 1)
+        return bitstream.build_stream(sh, [(h, s, payload)])
 
     def ref_decode():
         return refcodec.decode(data)
@@ -351,7 +354,7 @@ def bench_shape(name: str, shape, cfg: EncoderConfig, repeats: int, seed: int,
         return got
 
     def dec_post():   # what decode_layer does once the pictures are decoded
-        digests, tensor = threads.md5_beside(codec._hash_layout(decoded, bd),
+        digests, tensor = threads.md5_beside(layer_unit._hash_layout(decoded, bd),
                                              lambda: codec.reconstruct(h, decoded))
         assert codec.sample_md5(digests) == md5
         return tensor

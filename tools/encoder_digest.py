@@ -53,7 +53,8 @@ def digests(quick: bool) -> dict[str, str]:
             continue
         x = tensor((1, c, h, w), seed)
         for qp in QPS:
-            out[f"{name}@qp{qp}"] = digest(refcodec.encode({name: x}, refcodec.EncoderConfig(qp=qp)))
+            data = refcodec.encode({name: x}, refcodec.EncoderConfig(qp=qp))
+            out[f"{name}@qp{qp}"] = digest(data)
     x = tensor((1, 32, 28, 28), 100)
     for name, fields in VARIANTS.items():
         y = np.rint(x * 100).astype(np.float32) if fields.get("quantizer") == "integer" else x

@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import gen_spec_tables as tables  # noqa: E402
 
 import refcodec  # noqa: E402
-from refcodec import bitstream, codec, enums, packing, quant, syntax  # noqa: E402
+from refcodec import bitstream, codec, enums, layer, packing, quant, syntax  # noqa: E402
 from refcodec.records import QuantParams  # noqa: E402
 from refcodec.testconditions import FEATURE_SHAPES  # noqa: E402
 
@@ -348,7 +348,7 @@ def render_anchor_layouts(ctx: tables.Context) -> str:
         prefix, name = feature.split(".")
         net = NETWORK_NAMES[prefix]
         x = np.broadcast_to(np.float32(0), (1, c, hgt, wid))
-        h = codec._layer_header(f"{net}.{name}", x, enums.SourceDtype.FLOAT32, cfg, params)
+        h = layer._layer_header(f"{net}.{name}", x, enums.SourceDtype.FLOAT32, cfg, params)
         grid_text = f"{h.tile_rows} x {h.tile_cols}" if h.packing_type == 1 else "—"
         out.append(f"| {net} | {name} | {c} x {hgt} x {wid} | {h.coded_tile_height} x "
                    f"{h.coded_tile_width} | {int(h.packing_type)} | {grid_text} | "

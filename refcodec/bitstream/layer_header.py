@@ -18,10 +18,6 @@ from ..records import LayerHeader, QuantParams
 from . import fast
 from .base import Located
 
-_ENUMS = {"source_layout": (SourceLayout, "8.3.2"), "source_dtype": (SourceDtype, "8.3.3"),
-          "quantizer_type": (QuantizerType, "8.3.6")}
-
-
 def read_layer_header(reader, payload: bytes, start: int, path: str) -> LayerHeader:
     """The layer header in ``payload`` (a unit payload at byte ``start`` of the stream)."""
     parsed = fast.fast_layer_header(payload)
@@ -59,7 +55,11 @@ def _fixed_fields(reader, f: Located) -> str:
     returns layer_id."""
     c, lvl = f.parsed, reader.level
     layer_id = reader.text(c.layer_id, "layer_id", "8.3.1", f.start + 1, f"{f.path}.layer_id")
-    for name, (enum, clause) in _ENUMS.items():
+    for name in ("source_layout", "source_dtype", "quantizer_type"):
+        enum = {"source_layout": SourceLayout, "source_dtype": SourceDtype,
+                "quantizer_type": QuantizerType}[name]
+        clause = {"source_layout": "8.3.2", "source_dtype": "8.3.3",
+                  "quantizer_type": "8.3.6"}[name]
         if c[name] not in enum.__members__.values():
             f.stop(UnsupportedFeature, clause, f"{name} {c[name]} is reserved", name)
     for name in ("batch_size", "num_channels", "height", "width"):

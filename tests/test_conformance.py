@@ -28,6 +28,7 @@ from refcodec.cli import main
 from refcodec.codec import decode_samples
 from refcodec.enums import QuantizerType, SourceDtype
 from refcodec.errors import BitstreamError
+from refcodec.face import texture as face_texture
 from refcodec.records import LayerHeader, QuantParams
 from refcodec.verify import verify
 
@@ -989,7 +990,7 @@ def test_runner_planes_of_faces(capsys):
         return conf.DecoderRun(0)
     results = run_streams(broken, "faces_2", outputs=False, planes=True)
     assert results["faces_2"]["reasons"] == [
-        "face face0: texture MD5 " + conf.face_texture.texture_md5(
+        "face face0: texture MD5 " + face_texture.texture_md5(
             planes["texture:face0"] ^ 1).hex() + ", expected texture_md5 "
         + MANIFEST["streams"][[s["name"] for s in MANIFEST["streams"]].index("faces_2")]
         ["faces"][0]["enhancement"]["texture_md5"], "face face1: no texture:face1"]

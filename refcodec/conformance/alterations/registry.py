@@ -1,0 +1,50 @@
+"""``Alteration`` (one way of breaking a valid stream) and ``ALTERATIONS``, which
+``_alteration`` fills as ``alterations.layer`` and ``alterations.face`` are imported."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+from ...records import Stream
+
+
+@dataclasses.dataclass(frozen=True)
+class Alteration:
+    """One way of breaking a valid stream.  ``target`` is the clause id the reference
+    decoder reports first; ``requires`` says which base streams it applies to, beyond
+    ``scope``: ``layer`` alterations need a feature layer, ``face`` ones a face.
+    ``verify_warns``: verify finds the altered stream conformant and only warns, naming the
+    clause (a decoder's limit, not a fault of the stream: clause 13.4.4)."""
+
+    kind: str
+    target: str
+    purpose: str
+    apply: Callable[[bytes, Stream], bytes]
+    applies: Callable[[Stream], bool]
+    requires: str
+    scope: str = "layer"
+    verify_warns: bool = False
+
+    def fits(self, s: Stream) -> bool:
+        """Whether the alteration applies to the (plain) stream ``s``."""
+        if not (s.faces if self.scope == "face" else s.layers):
+            return False
+        return bool(self.applies(s))
+
+    @property
+    def needs(self) -> str:
+        return self.requires or ("a face" if self.scope == "face" else "a feature layer")
+
+
+ALTERATIONS: dict[str, Alteration] = {}
+
+
+def _alteration(kind: str, target: str, purpose: str, requires: str = "",
+                applies: Callable[[Stream], bool] = lambda s: True, scope: str = "layer",
+                verify_warns: bool = False):
+    def register(fn):
+        ALTERATIONS[kind] = Alteration(kind, target, purpose, fn, applies, requires, scope,
+                                       verify_warns)
+        return fn
+    return register

@@ -1,0 +1,432 @@
+"""Generation of a suite: ``generate`` codes the valid streams of a features table
+(``_code_valid``: encode, check, reference outputs, manifest entry), makes the invalid ones
+(``_code_invalid``: an alteration, checked against the reference decoder and verify) and
+writes streams/, reference/, manifest.json and index.md.
+
+The manifest fields of each stream are written here (``_code_valid``, ``_face_entry``,
+``_code_invalid``, the notes in ``generate``); ``exercised_clauses`` gives the clauses of a
+valid stream.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .. import FORMAT_VERSION, __version__, bitstream
+from ..codec import decode, decode_samples, encode, read_headers, reconstruct
+from ..enums import (LEVELS, PackingType, PredictorType, QuantizerType, SourceDtype,
+                     SourceLayout, UnitType)
+from ..errors import RefcodecError
+from ..face import texture as face_texture
+from ..records import Stream
+from ..syntax import VERSION_MINOR
+from ..verify import verify
+from .alterations import ALTERATIONS
+from .checksums import planes_md5_hex, tensor_bits, tensor_sha256
+from .errors import SuiteError
+from .features import Features
+from .files import atomic_write, write_npz
+from .index import describe_face, describe_layer, render_index
+from .invalid import InvalidRow, default_invalid_rows
+from .manifest import SCHEMA_VERSION, face_keys
+from .reference_decoder import decode_outputs, reference_refusal
+from .synthetic_data import feature_faces, feature_tensors
+from .tolerances import image_tolerance, log_reference_is_correctly_rounded, tolerance
+from .units import _is_lossless, _put, _recrc, _rehead, _unit_of, _units
+
+
+DEFAULT_SUITE_NAME = "vfc-conformance"
+
+SKIPPABLE_UNITS = ((0, b""), (128, b"VFC conformance: a skippable unit of an unknown type"),
+                   (254, bytes(range(64))))
+
+
+def _with_skippable_units(data: bytes) -> bytes:
+    """Skippable units of unknown types after stream_header(), between the first
+    layer_header and layer_data units, and before end_of_stream (clause 8.2.1)."""
+    units = [bitstream.build_unit(t, p, skippable=True) for t, p in SKIPPABLE_UNITS]
+    h = _unit_of(data, UnitType.LAYER_HEADER)
+    eos = _unit_of(data, UnitType.END_OF_STREAM)
+    return (data[:20] + units[0] + data[20:h.end] + units[1] + data[h.end:eos.pos] + units[2]
+            + data[eos.pos:])
+
+
+def _future_minor(data: bytes) -> bytes:
+    """version_minor one more than the current (VERSION_MINOR + 1) with every reserved field
+    nonzero: a decoder of the current version decodes it and ignores the reserved fields
+    (clause 8.1.2)."""
+    data = _rehead(_put(_put(data, 9, bytes([VERSION_MINOR + 1])), 14, b"\xa5\x5a"))
+    stream = read_headers(data)
+    for unit in _units(data):
+        data = _put(data, unit.pos + 1, bytes([data[unit.pos + 1] | 0x55]))
+        if unit.unit_type == UnitType.LAYER_HEADER:
+            layer_id = next(layer for layer in stream.layers
+                            if layer.header_offset == unit.pos).header.layer_id
+            flags = unit.payload.start + len(layer_id.encode()) + 21
+            data = _put(data, flags, bytes([data[flags] | 0x2A]))
+        data = _recrc(data, unit)
+    return data
+
+
+#: Clauses every face exercises: its unit type and skippable_flag, the fields of face_base()
+#: and the dequantization of the embedding.
+FACE_BASE_CLAUSES = {"8.1.2", "8.2.1", "8.2.2", "13.3.1", "13.3.2", "13.3.3", "13.3.4",
+                     "13.3.5", "13.3.6", "13.5"}
+#: ... and a face with an enhancement layer: the fields of face_enhancement() but
+#: predictor_info, texture decoding, residual de-normalisation and reconstruction.
+FACE_ENHANCEMENT_CLAUSES = {"13.4.1", "13.4.2", "13.4.3", "13.4.5", "13.4.6", "13.4.7",
+                            "13.4.8", "13.6.1", "13.6.2", "13.6.3"}
+#: ... with a predictor network: predictor_info and the tolerance of the image.
+FACE_PREDICTOR_CLAUSES = {"13.4.4", "13.7.3"}
+
+
+def exercised_clauses(stream: Stream) -> list[str]:
+    """The clauses whose syntax elements a valid stream sets to other values than the
+    encoder's defaults give (float32 NCHW, 8-bit, log, per tensor, identity order, one
+    channel per picture, no padding, one layer, level 10, no face), the dequantization
+    clause of each quantizer it uses, and the face clauses of its faces."""
+    found = set()
+    h0 = stream.header
+    if h0.version_minor > VERSION_MINOR:
+        found |= {"8.1.2", "8.1.6", "8.2.3", "8.3.12"}
+    if h0.level_idc != min(LEVELS):
+        found |= {"8.1.4", "11.2"}
+    if h0.num_layers != 1:
+        found |= {"8.1.5"} | ({"8.2.6"} if h0.num_layers > 1 else set())
+    if stream.skipped_units:
+        found |= {"8.2.1", "8.2.2"}
+    for face in stream.faces:
+        found |= FACE_BASE_CLAUSES
+        enh = face.enhancement
+        if enh is not None:
+            found |= FACE_ENHANCEMENT_CLAUSES
+            if enh.predictor_type == PredictorType.NETWORK:
+                found |= FACE_PREDICTOR_CLAUSES
+    for layer in stream.layers:
+        h = layer.header
+        found.add({QuantizerType.UNIFORM: "9.4.1", QuantizerType.LOG: "9.4.2",
+                   QuantizerType.INTEGER: "9.4.3"}[h.quantizer_type])
+        if h.source_layout != SourceLayout.NCHW:
+            found |= {"8.3.2", "9.5"}
+        if h.source_dtype != SourceDtype.FLOAT32:
+            found |= {"8.3.3", "9.5"}
+        if h.batch_size > 1:
+            found |= {"8.3.4", "8.3.14"}
+        if h.sample_bit_depth != 8:
+            found |= {"8.3.5", "10.4"}
+        if h.quantizer_type != QuantizerType.LOG:
+            found.add("8.3.6")
+        if h.per_channel_quant_flag or h.quantizer_type == QuantizerType.INTEGER:
+            found.add("8.3.7")
+        if h.channel_permutation is not None:
+            found |= {"8.3.8", "9.3.1"}
+        if h.packing_type == PackingType.TILED:
+            found |= {"8.3.9", "9.3.1", "8.3.14"}
+        if h.pad_bottom or h.pad_right or h.pad_mode:
+            found |= {"8.3.10", "9.3.1"}
+        if h.num_elements == LEVELS[h0.level_idc].max_layer_elements:
+            found.add("11.2")
+        if _is_lossless(layer):
+            found.add("10.7")
+    return sorted(found, key=_clause_key)
+
+
+def _clause_key(clause: str) -> tuple[int, ...]:
+    return tuple(int(v) for v in clause.split("."))
+
+
+@dataclasses.dataclass
+class _Generated:
+    name: str
+    data: bytes
+    entry: dict
+    reference: dict[str, np.ndarray] | None = None
+    stream: Stream | None = None
+
+
+def _code_valid(f: Features, tensors: Mapping[str, object] | None) -> _Generated:
+    where = f"stream {f.name}"
+    try:
+        if tensors is None:
+            items = feature_tensors(f)
+            configs = {k: f.encoder_config(f.channels) for k in items}
+        else:
+            items = dict(tensors)
+            configs = {}
+            for k, t in items.items():
+                shape = tuple(getattr(t, "shape", ()))
+                if len(shape) != 4:
+                    raise SuiteError(f"{where}: {k!r} is not a tensor of 4 dimensions "
+                                     f"(got {type(t).__name__} {shape})")
+                axis = 3 if f.layout == "NHWC" else 1
+                configs[k] = f.encoder_config(int(shape[axis]))
+        data = encode(items or None, configs, faces=feature_faces(f))
+    except (ValueError, RefcodecError) as exc:
+        raise SuiteError(f"{where}: {exc}") from None
+    if f.extra_unit == "skippable":
+        data = _with_skippable_units(data)
+    if f.future_minor:
+        data = _future_minor(data)
+    report = verify(data, source=where)
+    if not report.conformant:
+        raise SuiteError(f"{where}: the reference encoder made a non-conforming stream: "
+                         f"{report.violations[0]}")
+    stream = read_headers(data)
+    if stream.faces and report.warnings:
+        raise SuiteError(f"{where}: verify warns: {report.warnings[0]}")
+    decoded = decode(data)
+    layers, reference = [], {}
+    for layer in stream.layers:
+        h = layer.header
+        pictures = decode_samples(layer)
+        tensor = reconstruct(h, pictures)
+        if not np.array_equal(tensor_bits(tensor), tensor_bits(decoded[h.layer_id])):
+            raise SuiteError(f"{where}: decode() and decode_samples() disagree")
+        if tensors is None and f.lossless and h.quantizer_type == QuantizerType.INTEGER:
+            original = np.asarray(items[h.layer_id]).astype(np.float64)
+            if not np.array_equal(original, tensor.astype(np.float64)):
+                raise SuiteError(f"{where}: lossless integer coding did not reproduce "
+                                 f"layer {h.layer_id!r}")
+        bf16 = h.source_dtype == SourceDtype.BFLOAT16
+        reference[h.layer_id] = tensor.view(np.uint16) if bf16 else tensor
+        entry = {
+            "layer_id": h.layer_id, "shape": list(h.shape),
+            "dtype": h.source_dtype.name.lower(), "layout": h.source_layout.name,
+            "quantizer": h.quantizer_type.name.lower(), "bit_depth": h.sample_bit_depth,
+            "per_channel": h.per_channel_quant_flag,
+            "pictures": {"count": h.num_pictures, "width": h.picture_width,
+                         "height": h.picture_height},
+            "sample_md5": layer.sample_md5.hex(),
+            "planes_md5": planes_md5_hex(pictures, h.sample_bit_depth),
+            "tensor_sha256": tensor_sha256(tensor),
+            "reference_encoding": "bfloat16-bits-as-uint16" if bf16 else "native",
+            "tolerance": tolerance(h),
+        }
+        if h.quantizer_type == QuantizerType.LOG:
+            entry["tolerance"]["reference_correctly_rounded"] = \
+                log_reference_is_correctly_rounded(h)
+        layers.append(entry)
+    faces = []
+    if stream.faces:
+        outputs, warnings = decode_outputs(data)
+        if warnings:
+            raise SuiteError(f"{where}: {warnings[0]}")
+        for face in stream.faces:
+            keys = [key for key in face_keys(face.base.face_id) if key in outputs]
+            reference.update({key: outputs[key] for key in keys})
+            faces.append(_face_entry(face, outputs, where))
+    parts = [describe_layer(x.header) for x in stream.layers[:1]]
+    if len(stream.layers) > 1:
+        parts.append(f"{len(stream.layers)} layers")
+    parts += [describe_face(face) for face in stream.faces]
+    if stream.skipped_units:
+        parts.append(f"{len(stream.skipped_units)} skippable units")
+    if stream.header.version_minor:
+        parts.append(f"version {stream.header.version_major}.{stream.header.version_minor}")
+    parts.append(f"level {stream.header.level_idc}")
+    entry = {
+        "name": f.name, "file": f"streams/{f.name}.vfc", "purpose": f.purpose, "valid": True,
+        "clauses": exercised_clauses(stream), "features": f.to_json(),
+        "description": "; ".join(parts),
+        "level_idc": stream.header.level_idc, "num_layers": stream.header.num_layers,
+        "reference": f"reference/{f.name}.npz", "layers": layers, "faces": faces,
+    }
+    return _Generated(f.name, data, entry, reference, stream)
+
+
+def _face_entry(face, outputs: Mapping[str, np.ndarray], where: str) -> dict:
+    """The manifest entry of a face, from the reference decoder's outputs."""
+    b, e = face.base, face.enhancement
+    emb_key, image_key, texture_key = face_keys(b.face_id)
+    entry = {"face_id": b.face_id, "embedder_idc": int(b.embedder_idc),
+             "embedding_dim": b.embedding_dim, "embedding_step": b.embedding_step,
+             "eg_order": b.eg_order, "embedding_sha256": tensor_sha256(outputs[emb_key]),
+             "enhancement": None}
+    if e is None:
+        return entry
+    texture = outputs[texture_key]
+    if face_texture.texture_md5(texture) != e.texture_md5:
+        raise SuiteError(f"{where}: face {b.face_id!r}: the texture decodes differently here "
+                         f"than at the encoder (texture_md5)")
+    network = e.predictor_type == PredictorType.NETWORK
+    entry["enhancement"] = {
+        "texture_codec": e.texture_codec.name.lower(),
+        "image_shape": list(e.image_shape),
+        "predictor": e.predictor_id if network else "none",
+        "predictor_sha256": e.predictor_sha256.hex() if network else None,
+        "residual_min": e.residual_min, "residual_max": e.residual_max,
+        "texture_md5": e.texture_md5.hex(),
+        "image_sha256": hashlib.sha256(np.ascontiguousarray(outputs[image_key])).hexdigest(),
+        "tolerance": image_tolerance(e),
+    }
+    return entry
+
+
+def _is_plain(s: Stream) -> bool:
+    """A stream alterations may start from: no skippable unit of an unknown type and no
+    later minor version than the current one (whose reserved fields a decoder ignores)."""
+    return not s.skipped_units and s.header.version_minor <= VERSION_MINOR
+
+
+def _code_invalid(row: InvalidRow, valid: list[_Generated]) -> _Generated:
+    alt = ALTERATIONS[row.alteration]
+    where = f"invalid stream {row.name} ({row.alteration})"
+    if row.base:
+        base = next((g for g in valid if g.name == row.base), None)
+        if base is None:
+            raise SuiteError(f"{where}: no valid stream named {row.base!r}")
+        if not _is_plain(base.stream):
+            raise SuiteError(f"{where}: base {row.base!r} has skippable units or a later "
+                             f"minor version; alterations need a plain stream")
+        if not alt.fits(base.stream):
+            raise SuiteError(f"{where}: base {row.base!r} does not fit: the alteration needs "
+                             f"{alt.needs}")
+    else:
+        base = next((g for g in valid if _is_plain(g.stream) and alt.fits(g.stream)), None)
+        if base is None:
+            needs = alt.needs if alt.scope == "face" else \
+                alt.requires or "a stream without skippable units"
+            raise SuiteError(f"{where}: no valid stream fits: the alteration needs {needs}")
+    try:
+        data = alt.apply(base.data, base.stream)
+    except (ValueError, IndexError, RefcodecError) as exc:
+        raise SuiteError(f"{where}: cannot alter {base.name!r}: {exc}") from None
+    error, refused_by = reference_refusal(data)
+    if error is None:
+        raise SuiteError(f"{where}: the reference decoder accepts the altered stream")
+    if error.clause != alt.target:
+        raise SuiteError(f"{where}: the reference decoder reports clause {error.clause}, "
+                         f"not {alt.target}: {error}")
+    report = verify(data, source=row.name)
+    clauses = [v.clause for v in report.violations]
+    if alt.target in clauses:
+        reports = "first" if clauses[0] == alt.target else "among"
+    elif alt.verify_warns and any(f"clause {alt.target})" in w for w in report.warnings):
+        reports = "warning"
+    else:
+        raise SuiteError(f"{where}: verify does not report clause {alt.target} "
+                         f"(it reports {', '.join(clauses) or 'nothing'})")
+    entry = {
+        "name": row.name, "file": f"streams/{row.name}.vfc",
+        "purpose": row.purpose or alt.purpose, "valid": False, "clauses": [alt.target],
+        "base": base.name, "alteration": row.alteration,
+        "description": f"{base.name}, altered: {alt.purpose}",
+        "expected_clause": alt.target,
+        "verify_reports": reports,
+        "verify_clauses": clauses, "verify_exit_code": report.exit_code,
+        "error_class": type(error).__name__, "exit_code": type(error).exit_code,
+        "decoder_error": error.to_dict(),
+    }
+    if reports == "warning":
+        entry["verify_warnings"] = report.warnings
+    if refused_by != "any":
+        entry["refused_by"] = refused_by
+    return _Generated(row.name, data, entry)
+
+
+def _library_versions() -> dict[str, str]:
+    from importlib import metadata
+    out = {}
+    for name in ("numpy", "av", "ml_dtypes", "pillow"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "unknown"
+    return out
+
+
+def generate(out_dir: Path, features: Sequence[Features], *,
+             invalid: Sequence[InvalidRow] | None = None,
+             tensors: Mapping[str, object] | None = None, force: bool = False,
+             command: str = "", suite_name: str = DEFAULT_SUITE_NAME,
+             log: Callable[[str], None] | None = None) -> dict:
+    """Code every stream of ``features`` (and the ``invalid`` ones; None: the built-in list,
+    ``[]``: none) into ``out_dir`` and return the manifest.
+
+    ``tensors`` codes the user's tensors instead of synthetic data: then ``features`` holds
+    the one row of settings.  Everything is generated and checked in memory before a file is
+    written; an existing manifest is only replaced with ``force``.
+    """
+    log = log or (lambda msg: None)
+    out_dir = Path(out_dir)
+    manifest_path = out_dir / "manifest.json"
+    if manifest_path.exists() and not force:
+        raise SuiteError(f"{manifest_path} exists: the stored streams are not regenerated "
+                         f"silently; use --force to replace them")
+    if tensors is not None and len(features) != 1:
+        raise SuiteError("coding given tensors needs exactly one row of settings")
+    invalid_rows = default_invalid_rows() if invalid is None else list(invalid)
+    names = [f.name for f in features] + [r.name for r in invalid_rows]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise SuiteError(f"stream names shall be unique: {', '.join(dupes)}")
+    t0 = time.perf_counter()
+    valid = []
+    for f in features:
+        started = time.perf_counter()
+        valid.append(_code_valid(f, tensors))
+        log(f"{f.name}: {len(valid[-1].data)} bytes ({time.perf_counter() - started:.1f} s)")
+    bad, skipped = [], []
+    for row in invalid_rows:
+        try:
+            bad.append(_code_invalid(row, valid))
+        except SuiteError as exc:
+            if invalid is not None:      # rows the user asked for shall all work
+                raise
+            skipped.append({"name": row.name, "alteration": row.alteration,
+                            "reason": str(exc)})
+            log(f"skipped: {exc}")
+    streams = valid + bad
+    for g in streams:
+        g.entry["sha256"] = hashlib.sha256(g.data).hexdigest()
+        g.entry["size"] = len(g.data)
+    manifest = {
+        "schema_version": SCHEMA_VERSION,
+        "suite": suite_name,
+        "format_version": FORMAT_VERSION,
+        "refcodec_version": __version__,
+        "generator": {"command": command, "libraries": _library_versions()},
+        "notes": {
+            "planes_md5": "MD5 of the layer's decoded pictures concatenated in output order, "
+                          "samples in raster order, 1 byte each at 8-bit, else 2 bytes "
+                          "little-endian (raw 4:0:0 output of HM or libde265)",
+            "tensor_sha256": "sha256 of the decoded tensor's C-order little-endian bytes in "
+                             "its source dtype and layout",
+            "bfloat16": "numpy has no bfloat16: reference arrays of bfloat16 layers hold the "
+                        "bit patterns as uint16 (reference_encoding bfloat16-bits-as-uint16)",
+            "tolerance": "clause 12.3: exact for the uniform and integer quantizers; for the "
+                         "log quantizer |y - r| <= max_abs_error of the value's parameter set",
+            "faces": "reference arrays embedding:<face_id> (float32, compared bit-exactly), "
+                     "image:<face_id> (uint8 H x W x C, within the face's tolerance: exact "
+                     "without a predictor, |y - r| <= 1 with a predictor network, clause "
+                     "13.7.3) and texture:<face_id> (uint8 H x W x C, MD5 texture_md5 of "
+                     "clause 13.4.7: samples in channel, row, column order)",
+        },
+        "streams": [g.entry for g in streams],
+        "skipped_alterations": skipped,
+    }
+    # ---- write ----
+    for sub in ("streams", "reference"):
+        (out_dir / sub).mkdir(parents=True, exist_ok=True)
+    keep = {g.entry["file"] for g in streams} | {g.entry["reference"] for g in valid}
+    for sub, suffix in (("streams", ".vfc"), ("reference", ".npz")):
+        for old in (out_dir / sub).glob(f"*{suffix}"):
+            if f"{sub}/{old.name}" not in keep:
+                old.unlink()
+                log(f"removed stale {sub}/{old.name}")
+    for g in streams:
+        atomic_write(out_dir / g.entry["file"], g.data)
+        if g.reference is not None:
+            write_npz(out_dir / g.entry["reference"], g.reference)
+    atomic_write(out_dir / "index.md", render_index(manifest).encode("utf-8"))
+    atomic_write(manifest_path, (json.dumps(manifest, indent=1) + "\n").encode("utf-8"))
+    log(f"{len(valid)} valid and {len(bad)} invalid streams, "
+        f"{sum(len(g.data) for g in streams)} bytes, in {time.perf_counter() - t0:.1f} s")
+    return manifest

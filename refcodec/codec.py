@@ -16,14 +16,14 @@ import numpy as np
 from . import bitstream
 from .enums import LEVELS, Level, Profile
 from .errors import EncoderInputError
-from .face.codec import FaceConfig, FaceInput, encode_face
-from .ids import check_id, selected_names
+from .face.codec import FaceConfig, FaceInput, decode_faces, encode_face
+from .ids import check_id, face_output_keys, output_keys, selected_names
 from .layer import (  # noqa: F401 - the layer pipeline's names, as refcodec.codec gave them
     MIN_PICTURE_SIDE, NUMPY_DTYPES, EncoderConfig, decode_layer, decode_pictures,
     decode_samples, encode_layer, payload_violations, planes_md5, rebase, reconstruct,
     sample_md5, sample_md5_violation)
 from .records import LayerHeader, Stream, StreamHeader
-from .syntax import VERSION_MAJOR, VERSION_MINOR
+from .syntax import FACE_VERSION_MINOR, VERSION_MAJOR
 
 
 def _layers_of(tensors) -> list[tuple[str, object]]:
@@ -111,7 +111,7 @@ def encode(tensors, config: EncoderConfig | Mapping[str, EncoderConfig] | None =
         coded.append(encode_layer(name, tensor, cfg, backend))
     headers = [header for header, _, _ in coded]
     level = choose_level(headers, [len(payload) for _, _, payload in coded], face_records)
-    stream_header = StreamHeader(VERSION_MAJOR, VERSION_MINOR if face_records else 0,
+    stream_header = StreamHeader(VERSION_MAJOR, FACE_VERSION_MINOR if face_records else 0,
                                  int(Profile.MAIN), level.level_idc, len(coded))
     return bitstream.build_stream(stream_header, coded, faces=face_records)
 
@@ -138,3 +138,51 @@ def decode(data: bytes | Stream, *, layers: Sequence[str] | None = None, backend
             continue
         out[layer.header.layer_id] = decode_layer(layer, backend)
     return out
+
+
+def output_names(stream: Stream, layers: Sequence[str] | None = None,
+                 faces: Sequence[str] | None = None, images: bool = True):
+    """(layer ids, faces, array names) that decode_all(stream, layers=, faces=, images=)
+    outputs, from the headers alone; KeyError for a name the stream lacks,
+    ids.OutputKeyCollision when two array names coincide."""
+    layer_ids = [layer.header.layer_id for layer in stream.layers]
+    wanted_layers = selected_names(layers, layer_ids, "layer")
+    wanted_faces = selected_names(faces, [f.base.face_id for f in stream.faces], "face")
+    chosen_layers = [n for n in layer_ids if wanted_layers is None or n in wanted_layers]
+    chosen_faces = [f for f in stream.faces
+                    if wanted_faces is None or f.base.face_id in wanted_faces]
+    names = output_keys(chosen_layers, [(f.base.face_id, images and f.enhancement is not None)
+                                        for f in chosen_faces])
+    return chosen_layers, chosen_faces, names
+
+
+def decode_all(data: bytes | Stream, *, layers: Sequence[str] | None = None,
+               faces: Sequence[str] | None = None, images: bool = True, backend=None,
+               limits: Level | None = None) -> tuple[dict[str, np.ndarray], list[str]]:
+    """Everything a stream carries, as a complete decoder outputs it: ({name: array},
+    warnings).  Names: each layer's layer_id (the tensor in its source dtype and layout);
+    per face ``embedding:<face_id>`` (float32) and, when the face has an enhancement layer
+    and ``images``, ``image:<face_id>`` and ``texture:<face_id>`` (uint8 H x W x C, the
+    face image and the decoded texture; conformance/README.md).
+
+    ``layers`` / ``faces`` select what is decoded (None: everything; naming something the
+    stream lacks raises KeyError); ``images=False`` decodes the base layers of the faces
+    only (no texture decoded, no predictor needed).  The names are checked before anything
+    is decoded (ids.OutputKeyCollision when a layer_id is also a face's output name); every
+    check of the decoder runs, and the first violation is raised.
+    """
+    stream = data if isinstance(data, Stream) else read_headers(data, limits=limits)
+    chosen_layers, chosen_faces, _ = output_names(stream, layers, faces, images)
+    arrays = decode(stream, layers=chosen_layers, backend=backend) if chosen_layers else {}
+    decoded = decode_faces(stream, images=images, faces=[f.base.face_id for f in chosen_faces],
+                           backend=backend)
+    warnings = []
+    for face in chosen_faces:
+        out = decoded[face.base.face_id]
+        emb_key, image_key, texture_key = face_output_keys(face.base.face_id)
+        arrays[emb_key] = out.embedding
+        if out.image is not None:
+            arrays[image_key] = out.image
+            arrays[texture_key] = out.texture
+        warnings += out.warnings
+    return arrays, warnings

@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import pytest
 
+import refcodec
 from refcodec.cli import main
 
 from conftest import relu_features
@@ -161,7 +162,7 @@ def test_bad_input(work, capsys, case):
         run(capsys, "encode", work / "multi.npz", "-o", work / "m.vfc", "--preset", "ultrafast")
         before = set(files(work))
         argv, code_expected, text = (["decode", work / "m.vfc", "-o", work / "o.npy"], 2,
-                                     "the stream has 2 layers")
+                                     "the stream carries 2 arrays (2 layers)")
     code, out, err = run(capsys, *argv)
     assert code == code_expected, err
     assert err.count("\n") == 1 and err.startswith("refcodec: error: ") and text in err, err
@@ -227,3 +228,26 @@ def test_output_files_get_the_usual_mode(work, capsys):
     finally:
         os.umask(old)
     assert stat.S_IMODE((work / "m.vfc").stat().st_mode) == 0o644
+
+
+def test_decode_refuses_colliding_output_names(work, capsys):
+    """A layer 'embedding:face0' beside a face 'face0' (legal: separate name spaces) would
+    lose one array in a .npz: refused before decoding, and each decodes alone."""
+    from refcodec.conformance import synthetic_face
+    from refcodec.face.codec import FaceConfig
+    x = np.maximum(np.random.default_rng(3).standard_normal((1, 2, 16, 16)), 0)
+    data = refcodec.encode({"embedding:face0": x.astype(np.float32)},
+                           refcodec.EncoderConfig(preset="ultrafast"),
+                           faces=[(synthetic_face(0), FaceConfig(enhancement="none",
+                                                                  predictor="none"))])
+    src = work / "clash.vfc"
+    src.write_bytes(data)
+    out = work / "clash.npz"
+    code, _, err = run(capsys, "decode", src, "-o", out)
+    assert code == 2 and not out.exists()
+    assert "'embedding:face0' is also the output name of a face's embedding" in err
+    assert run(capsys, "decode", src, "-o", out, "--layer", "embedding:face0")[0] == 0
+    assert list(np.load(out)) == ["embedding:face0"]
+    assert np.load(out)["embedding:face0"].shape == (1, 2, 16, 16)
+    code, _, _ = run(capsys, "decode", src, "-o", work / "e.npy", "--face", "face0")
+    assert code == 0 and np.load(work / "e.npy").shape == (128,)

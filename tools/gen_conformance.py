@@ -27,7 +27,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 ARGS = ["conformance", "generate", "conformance/features.csv", "--invalid",
-        "conformance/invalid.csv"]
+        "conformance/invalid.csv", "--interop", "../shared/interop"]
 
 
 def _compare(committed: Path, fresh: Path) -> list[str]:

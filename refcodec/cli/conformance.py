@@ -39,6 +39,8 @@ def _generate_command(args) -> str:
         argv.append("--no-invalid")
     if args.suite_name != "vfc-conformance":
         argv += ["--suite-name", args.suite_name]
+    if args.interop:
+        argv += ["--interop", args.interop]
     return shlex.join(argv)
 
 
@@ -73,10 +75,16 @@ def cmd_conformance_generate(args) -> int:
             features = conf.read_features(Path(args.features))
         invalid = ([] if args.no_invalid else
                    conf.read_invalid(Path(args.invalid)) if args.invalid else None)
+        interop = None
+        if args.interop:
+            from ..conformance.interop import interop_dir
+            interop = interop_dir(args.interop)
+            if interop is None:
+                raise UsageError(f"{args.interop}: not an interop folder (no cases.json)")
         out.mkdir(parents=True, exist_ok=True)
         conf.generate(out, features, invalid=invalid, tensors=tensors, force=args.force,
                       command=_generate_command(args), suite_name=args.suite_name,
-                      log=None if args.quiet else print)
+                      interop=interop, log=None if args.quiet else print)
     except conf.SuiteError as exc:
         raise UsageError(str(exc)) from None
     return EXIT_OK
@@ -141,6 +149,9 @@ def add_parser(sub) -> None:
     gen.add_argument("--no-invalid", action="store_true", help="write no invalid streams")
     gen.add_argument("--force", action="store_true", help="replace an existing manifest")
     gen.add_argument("--suite-name", default="vfc-conformance")
+    gen.add_argument("--interop", metavar="DIR",
+                     help="add the interop group: the payloads of other encoders in DIR "
+                          "(cases.json, payloads/, templates/: the layout of shared/interop)")
     gen.add_argument("--tensors", metavar="FILE", help=".npy/.npz/.pt tensors to code, with "
                      "the settings below, instead of a features table")
     settings = gen.add_argument_group("settings for --tensors (columns of the features table)")

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..codec import EncoderConfig, decode, encode, read_headers
-from ..face.codec import decode_faces
+from ..codec import EncoderConfig, decode_all, encode, output_names, read_headers
+from ..ids import OutputKeyCollision
 from .base import EXIT_OK, UsageError
 from .io import atomic_output, load_tensors, read_input, save_png, save_tensors
 
@@ -57,57 +57,87 @@ def _itemsize(t) -> int:
     return t.element_size() if hasattr(t, "element_size") else t.dtype.itemsize
 
 
+#: What a decoder without the face textures and images leaves unchecked (--no-images).
+NOT_CHECKED_WITHOUT_IMAGES = ("the face textures and images were not decoded (--no-images): "
+                              "texture_md5 (clause 13.4.7), the predictor (13.4.4) and the "
+                              "image reconstruction (13.6) were not checked")
+
+
 def cmd_decode(args) -> int:
-    data = read_input(Path(args.input))
     out = Path(args.output) if args.output else None
     image_out = Path(args.image) if args.image else None
     if out is None and image_out is None:
-        raise UsageError("give -o OUTPUT (tensors and embeddings) and/or --image OUT.png")
+        raise UsageError("give -o OUTPUT (everything the stream carries) and/or --image "
+                         "OUT.png")
     if out is not None and out.suffix.lower() not in (".npy", ".npz", ".pt"):
         raise UsageError(f"{out}: output shall be .npy, .npz or .pt, "
                          f"got '{out.suffix or out.name}'")
     if image_out is not None and image_out.suffix.lower() != ".png":
         raise UsageError(f"{image_out}: --image writes a .png file")
-    stream = read_headers(data)
+    if image_out is not None and args.no_images:
+        raise UsageError("--image needs the face image: drop --no-images")
+    for flag, names in (("--layer", args.layer), ("--face", args.face)):
+        if names is not None and any(not n for n in names):
+            raise UsageError(f"{flag} needs a name, got ''")
+    stream = read_headers(read_input(Path(args.input)))
     face_ids = [f.base.face_id for f in stream.faces]
     if args.face and not face_ids:
         raise UsageError("the stream holds no face")
+    # --face alone decodes no layer, --layer alone no face (one of them: only that one)
+    layers = args.layer if args.layer else ([] if args.face else None)
+    faces = args.face if args.face else ([] if args.layer else None)
+    if image_out is not None and out is None and not args.layer:
+        layers = []        # only the face image was asked for
+    # a .npy file holds one array: a face's embedding, its image only with --image
+    npy = out is not None and out.suffix.lower() == ".npy"
+    images = not args.no_images and (not npy or image_out is not None)
     try:
-        tensors = decode(stream, layers=args.layer) if out is not None and (
-            args.layer or not args.face) else {}
-        wanted = args.face or (None if args.layer else face_ids)
-        faces = decode_faces(stream, images=image_out is not None, faces=wanted) \
-            if wanted else {}
+        names = [n for n in output_names(stream, layers, faces, images)[2]
+                 if not (npy and n.startswith(("image:", "texture:")))]
     except KeyError as exc:
         raise UsageError(str(exc.args[0])) from None
-    arrays = dict(tensors)
-    for fid, face in faces.items():
-        arrays[f"embedding:{fid}"] = face.embedding
-    for face in faces.values():
-        for warning in face.warnings:
-            print(f"refcodec: warning: {warning}", file=sys.stderr)
+    except OutputKeyCollision as exc:
+        raise UsageError(str(exc)) from None
+    if npy and len(names) != 1:
+        raise UsageError(f"{out}: the stream carries {len(names)} arrays ({_kinds(names)}); "
+                         f"write .npz or .pt, or pick one with --layer / --face")
+    arrays, warnings = decode_all(stream, layers=layers, faces=faces, images=images)
+    for warning in warnings:
+        print(f"refcodec: warning: {warning}", file=sys.stderr)
+    if args.no_images and any(f.enhancement is not None and (faces is None or
+                                                              f.base.face_id in faces)
+                              for f in stream.faces) and not args.quiet:
+        print(f"refcodec: note: {NOT_CHECKED_WITHOUT_IMAGES}", file=sys.stderr)
     if image_out is not None:
-        coded = [f for f in faces.values() if f.image is not None]
-        if len(faces) != 1:
-            raise UsageError(f"the stream holds {len(faces)} faces; pick one with --face ID "
-                             f"for --image" if faces else "the stream holds no face")
-        if not coded:
-            raise UsageError(f"face {next(iter(faces))!r} has no enhancement layer: only its "
+        images = {k: v for k, v in arrays.items() if k.startswith("image:")}
+        chosen = [f for f in face_ids if faces is None or f in faces]
+        if len(chosen) != 1:
+            raise UsageError(f"the stream holds {len(chosen)} faces; pick one with --face ID "
+                             f"for --image" if chosen else "the stream holds no face")
+        if not images:
+            raise UsageError(f"face {chosen[0]!r} has no enhancement layer: only its "
                              f"embedding can be decoded")
-        save_png(image_out, coded[0].image)
+        save_png(image_out, next(iter(images.values())))
     if out is not None:
-        if not arrays:
+        written = {k: v for k, v in arrays.items() if k in names}
+        if not written:
             raise UsageError("nothing to write: the stream holds no layer or face")
-        if out.suffix.lower() == ".npy" and len(arrays) != 1:
-            raise UsageError(f"{out}: the stream has {len(arrays)} layers and embeddings; "
-                             f"write .npz or .pt, or pick one with --layer / --face")
-        save_tensors(out, arrays)
+        save_tensors(out, written)
     if not args.quiet:
         parts = [f"{k} {tuple(v.shape)} {v.dtype}" for k, v in arrays.items()]
         if image_out is not None:
             parts.append(f"face image {image_out}")
         print(f"{out or image_out}: " + ", ".join(parts))
     return EXIT_OK
+
+
+def _kinds(arrays) -> str:
+    counts = {}
+    for key in arrays:
+        kind = key.split(":", 1)[0] if key.split(":", 1)[0] in (
+            "embedding", "image", "texture") else "layer"
+        counts[kind] = counts.get(kind, 0) + 1
+    return ", ".join(f"{n} {kind}{'s' if n != 1 else ''}" for kind, n in counts.items())
 
 
 def add_parser(sub) -> None:
@@ -135,18 +165,22 @@ def add_parser(sub) -> None:
     enc.add_argument("-q", "--quiet", action="store_true")
     enc.set_defaults(func=cmd_encode)
 
-    dec = sub.add_parser("decode", help="decode a .vfc stream to .npy/.npz/.pt (tensors and "
-                         "face embeddings) and optionally a face image")
+    dec = sub.add_parser("decode", help="decode a .vfc stream: every layer, face embedding, "
+                         "face image and texture it carries, to .npz (or .npy/.pt)")
     dec.add_argument("input")
     dec.add_argument("-o", "--output",
-                     help=".npy (one layer or embedding), .npz or .pt; face embeddings are "
-                          "named embedding:FACE_ID; bfloat16 is widened to float32 (exactly) "
-                          "in numpy files")
+                     help=".npz (everything), .pt, or .npy (one array); arrays are named as "
+                          "in conformance/README.md: LAYER_ID, embedding:FACE_ID, "
+                          "image:FACE_ID, texture:FACE_ID; bfloat16 is widened to float32 "
+                          "(exactly) in numpy files")
     dec.add_argument("--layer", action="append", help="decode only this layer (repeatable)")
     dec.add_argument("--face", action="append",
                      help="decode only this face (repeatable; no layers unless --layer)")
+    dec.add_argument("--no-images", action="store_true",
+                     help="a base-layer decoder: the face embeddings only, no texture "
+                          "decoded and no predictor needed (says what it did not check)")
     dec.add_argument("--image", metavar="OUT.png",
-                     help="also reconstruct the face image (base + enhancement layer; needs "
-                          "the stream's predictor) and write it as PNG")
+                     help="also write the face image (base + enhancement layer; needs the "
+                          "stream's predictor) as PNG")
     dec.add_argument("-q", "--quiet", action="store_true")
     dec.set_defaults(func=cmd_decode)

@@ -24,6 +24,7 @@ from ..codec import decode, decode_samples, encode, read_headers, reconstruct
 from ..enums import (LEVELS, PackingType, PredictorType, QuantizerType, SourceDtype,
                      SourceLayout, UnitType)
 from ..errors import RefcodecError
+from ..ids import OutputKeyCollision, output_keys
 from ..face import texture as face_texture
 from ..records import Stream
 from ..syntax import VERSION_MINOR
@@ -174,6 +175,24 @@ def _code_valid(f: Features, tensors: Mapping[str, object] | None) -> _Generated
         data = _with_skippable_units(data)
     if f.future_minor:
         data = _future_minor(data)
+    check = None
+    if tensors is None and f.lossless:
+        def check(h, tensor):
+            if h.quantizer_type != QuantizerType.INTEGER:
+                return
+            original = np.asarray(items[h.layer_id]).astype(np.float64)
+            if not np.array_equal(original, tensor.astype(np.float64)):
+                raise SuiteError(f"{where}: lossless integer coding did not reproduce "
+                                 f"layer {h.layer_id!r}")
+    return _valid_stream(f.name, f.purpose, data, where, {"features": f.to_json()}, check)
+
+
+def _valid_stream(name: str, purpose: str, data: bytes, where: str, extra: dict,
+                  check_layer: Callable | None = None) -> _Generated:
+    """The manifest entry and reference outputs of a valid stream, after checking that
+    verify finds it conformant and that decode() and decode_samples() agree; ``extra``
+    goes into the entry after "clauses", ``check_layer(header, tensor)`` checks each
+    decoded layer."""
     report = verify(data, source=where)
     if not report.conformant:
         raise SuiteError(f"{where}: the reference encoder made a non-conforming stream: "
@@ -189,11 +208,8 @@ def _code_valid(f: Features, tensors: Mapping[str, object] | None) -> _Generated
         tensor = reconstruct(h, pictures)
         if not np.array_equal(tensor_bits(tensor), tensor_bits(decoded[h.layer_id])):
             raise SuiteError(f"{where}: decode() and decode_samples() disagree")
-        if tensors is None and f.lossless and h.quantizer_type == QuantizerType.INTEGER:
-            original = np.asarray(items[h.layer_id]).astype(np.float64)
-            if not np.array_equal(original, tensor.astype(np.float64)):
-                raise SuiteError(f"{where}: lossless integer coding did not reproduce "
-                                 f"layer {h.layer_id!r}")
+        if check_layer is not None:
+            check_layer(h, tensor)
         bf16 = h.source_dtype == SourceDtype.BFLOAT16
         reference[h.layer_id] = tensor.view(np.uint16) if bf16 else tensor
         entry = {
@@ -214,6 +230,11 @@ def _code_valid(f: Features, tensors: Mapping[str, object] | None) -> _Generated
                 log_reference_is_correctly_rounded(h)
         layers.append(entry)
     faces = []
+    try:
+        output_keys([x.header.layer_id for x in stream.layers],
+                    [(f.base.face_id, f.enhancement is not None) for f in stream.faces])
+    except OutputKeyCollision as exc:
+        raise SuiteError(f"{where}: {exc}") from None
     if stream.faces:
         outputs, warnings = decode_outputs(data)
         if warnings:
@@ -232,13 +253,13 @@ def _code_valid(f: Features, tensors: Mapping[str, object] | None) -> _Generated
         parts.append(f"version {stream.header.version_major}.{stream.header.version_minor}")
     parts.append(f"level {stream.header.level_idc}")
     entry = {
-        "name": f.name, "file": f"streams/{f.name}.vfc", "purpose": f.purpose, "valid": True,
-        "clauses": exercised_clauses(stream), "features": f.to_json(),
+        "name": name, "file": f"streams/{name}.vfc", "purpose": purpose, "valid": True,
+        "clauses": exercised_clauses(stream), **extra,
         "description": "; ".join(parts),
         "level_idc": stream.header.level_idc, "num_layers": stream.header.num_layers,
-        "reference": f"reference/{f.name}.npz", "layers": layers, "faces": faces,
+        "reference": f"reference/{name}.npz", "layers": layers, "faces": faces,
     }
-    return _Generated(f.name, data, entry, reference, stream)
+    return _Generated(name, data, entry, reference, stream)
 
 
 def _face_entry(face, outputs: Mapping[str, np.ndarray], where: str) -> dict:
@@ -331,6 +352,52 @@ def _code_invalid(row: InvalidRow, valid: list[_Generated]) -> _Generated:
     return _Generated(row.name, data, entry)
 
 
+def _code_interop(folder: Path, case) -> _Generated:
+    """A stream of the interop group: the payload of ``case`` wrapped in its template, with
+    the verdict of the interop README checked (refcodec.conformance.interop)."""
+    from . import interop
+    name = f"interop_{case.name}"
+    where = f"interop stream {name}"
+    data = interop.wrapped(folder, case)
+    about = {"group": "interop", "interop": {
+        "case": case.name, "encoder": case.encoder, "command": case.command,
+        "note": case.note, "source_template": case.source,
+        "hm_decoded_planes_md5": case.hm_decoded_planes_md5,
+        "libde265_equals_hm": case.libde265_equals_hm}}
+    purpose = (f"a payload written by {case.encoder}" + (f": {case.note}" if case.note else "")
+               + f" (verdict: {case.verdict})")
+    if case.conformant:
+        g = _valid_stream(name, purpose, data, where, about)
+        planes = [layer["planes_md5"] for layer in g.entry["layers"]]
+        if planes != [case.hm_decoded_planes_md5]:
+            raise SuiteError(f"{where}: decodes to planes_md5 {planes}, HM decodes it to "
+                             f"{case.hm_decoded_planes_md5}")
+        return g
+    error, refused_by = reference_refusal(data)
+    if error is None or error.clause != case.verdict_clauses[0]:
+        raise SuiteError(f"{where}: the reference decoder reports "
+                         f"{error.clause if error else 'nothing'}, the interop README "
+                         f"{case.verdict_clauses[0]}")
+    report = verify(data, source=name)
+    clauses = [v.clause for v in report.violations]
+    if sorted(set(clauses)) != sorted(set(case.verdict_clauses)):
+        raise SuiteError(f"{where}: verify reports {', '.join(clauses)}, the interop README "
+                         f"{', '.join(case.verdict_clauses)}")
+    entry = {
+        "name": name, "file": f"streams/{name}.vfc", "purpose": purpose, "valid": False,
+        "clauses": list(case.verdict_clauses), **about,
+        "description": f"{case.encoder} payload in template {case.source}: {case.verdict}",
+        "expected_clause": error.clause,
+        "verify_reports": "first" if clauses[0] == error.clause else "among",
+        "verify_clauses": clauses, "verify_exit_code": report.exit_code,
+        "error_class": type(error).__name__, "exit_code": type(error).exit_code,
+        "decoder_error": error.to_dict(),
+    }
+    if refused_by != "any":
+        entry["refused_by"] = refused_by
+    return _Generated(name, data, entry)
+
+
 def _library_versions() -> dict[str, str]:
     from importlib import metadata
     out = {}
@@ -346,13 +413,16 @@ def generate(out_dir: Path, features: Sequence[Features], *,
              invalid: Sequence[InvalidRow] | None = None,
              tensors: Mapping[str, object] | None = None, force: bool = False,
              command: str = "", suite_name: str = DEFAULT_SUITE_NAME,
+             interop: Path | None = None,
              log: Callable[[str], None] | None = None) -> dict:
     """Code every stream of ``features`` (and the ``invalid`` ones; None: the built-in list,
     ``[]``: none) into ``out_dir`` and return the manifest.
 
     ``tensors`` codes the user's tensors instead of synthetic data: then ``features`` holds
-    the one row of settings.  Everything is generated and checked in memory before a file is
-    written; an existing manifest is only replaced with ``force``.
+    the one row of settings.  ``interop``: a folder of other encoders' payloads
+    (refcodec.conformance.interop) whose streams join the suite as its interop group.
+    Everything is generated and checked in memory before a file is written; an existing
+    manifest is only replaced with ``force``.
     """
     log = log or (lambda msg: None)
     out_dir = Path(out_dir)
@@ -383,7 +453,19 @@ def generate(out_dir: Path, features: Sequence[Features], *,
             skipped.append({"name": row.name, "alteration": row.alteration,
                             "reason": str(exc)})
             log(f"skipped: {exc}")
-    streams = valid + bad
+    others = []
+    if interop is not None:
+        from .interop import read_cases
+        for case in read_cases(Path(interop)):
+            started = time.perf_counter()
+            others.append(_code_interop(Path(interop), case))
+            log(f"{others[-1].name}: {len(others[-1].data)} bytes "
+                f"({time.perf_counter() - started:.1f} s)")
+        clash = sorted({g.name for g in others} & set(names))
+        if clash:
+            raise SuiteError(f"stream names shall be unique: {', '.join(clash)}")
+    valid += [g for g in others if g.entry["valid"]]
+    streams = valid + bad + [g for g in others if not g.entry["valid"]]
     for g in streams:
         g.entry["sha256"] = hashlib.sha256(g.data).hexdigest()
         g.entry["size"] = len(g.data)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..ids import OutputKeyCollision, face_output_keys, output_keys
 from .errors import SuiteError
 
 
@@ -20,10 +21,8 @@ SCHEMA_VERSION = 2
 READABLE_SCHEMA_VERSIONS = (1, 2)
 
 
-def face_keys(face_id: str) -> tuple[str, str, str]:
-    """The array names of a face in reference and output files: its embedding, image and
-    texture."""
-    return f"embedding:{face_id}", f"image:{face_id}", f"texture:{face_id}"
+#: The array names of a face in reference and output files: its embedding, image and texture.
+face_keys = face_output_keys
 
 
 _STREAM_KEYS = {"name": str, "file": str, "valid": bool, "sha256": str}
@@ -62,6 +61,12 @@ def _check_manifest(manifest: dict, path: Path) -> None:
                     need(face["enhancement"], _ENHANCEMENT_KEYS,
                          f"stream {s['name']} face {face['face_id']} enhancement")
             files.append(s["reference"])
+            try:
+                output_keys([x["layer_id"] for x in s["layers"]],
+                            [(f["face_id"], f.get("enhancement") is not None)
+                             for f in s.get("faces", [])])
+            except OutputKeyCollision as exc:
+                raise SuiteError(f"{path}: stream {s['name']}: {exc}") from None
         else:
             need(s, {"expected_clause": str}, f"stream {s['name']}")
         for name in files:

@@ -11,7 +11,7 @@ from pathlib import Path
 import ml_dtypes
 import numpy as np
 
-from ..codec import decode, decode_samples, read_headers
+from ..codec import decode, decode_all, decode_samples, read_headers
 from ..errors import BitstreamError, RefcodecError
 from ..face.codec import decode_faces, decode_texture_checked
 from ..records import Stream
@@ -21,25 +21,12 @@ from .manifest import face_keys
 
 def decode_outputs(data: bytes) -> tuple[dict[str, np.ndarray], list[str]]:
     """Everything a tier-2 decoder writes for a stream ({output}, conformance/README.md) and
-    the decoder's warnings: one array per layer (a bfloat16 layer widened to float32, as
-    ``refcodec decode`` writes it), and per face ``embedding:<face_id>`` (float32) and, with
-    an enhancement layer, ``image:<face_id>`` (uint8 H x W x C) and ``texture:<face_id>``
-    (the decoded texture, uint8 H x W x C).  Raises the decoder's first BitstreamError."""
-    stream = read_headers(data)
-    arrays = {k: v.astype(np.float32) if v.dtype == ml_dtypes.bfloat16 else v
-              for k, v in decode(data).items()}
-    decoded = decode_faces(stream, images=True)
-    textures = face_textures(stream)
-    warnings = []
-    for face in stream.faces:
-        emb_key, image_key, texture_key = face_keys(face.base.face_id)
-        out = decoded[face.base.face_id]
-        arrays[emb_key] = out.embedding
-        if face.enhancement is not None:
-            arrays[image_key] = out.image
-            arrays[texture_key] = textures[face.base.face_id]
-        warnings += out.warnings
-    return arrays, warnings
+    the decoder's warnings: ``refcodec.codec.decode_all`` (one array per layer, per face its
+    embedding and, with an enhancement layer, image and texture), a bfloat16 layer widened to
+    float32 as ``refcodec decode`` writes it.  Raises the decoder's first BitstreamError."""
+    arrays, warnings = decode_all(data)
+    return {k: v.astype(np.float32) if v.dtype == ml_dtypes.bfloat16 else v
+            for k, v in arrays.items()}, warnings
 
 
 def face_textures(stream: Stream) -> dict[str, np.ndarray]:
@@ -84,9 +71,9 @@ def decode_planes(data: bytes) -> dict[str, np.ndarray]:
 
 
 def decoder_main(argv: Sequence[str] | None = None) -> int:
-    """``python -m refcodec.conformance decode INPUT OUTPUT.npz``: the reference decoder's
-    {output} for the runner (``decode_outputs``): the layers and every face's embedding,
-    image and texture in one .npz, which ``refcodec decode`` cannot write for face images.
+    """``python -m refcodec.conformance decode INPUT OUTPUT.npz``: an alias of ``refcodec
+    decode INPUT -o OUTPUT.npz`` kept for suites and scripts that name it (the same arrays,
+    from ``decode_outputs`` = ``refcodec.codec.decode_all``).
     Exit status and error line as ``refcodec decode``: 0, 2 bad use, 3 bitstream error
     (``refcodec: error: [clause] ...``), 4 HEVC library failure; nothing is written on an
     error."""

@@ -446,7 +446,14 @@ def run_stream(stream: dict, manifest_dir: Path, decoder: Decoder, *, outputs: b
             left = [p.name for p in (out, pl) if p is not None and p.exists()]
             if left and not (may_accept and run.returncode == 0):
                 reasons.append(f"left output behind: {', '.join(left)}")
-            result["reported_clause"] = f"[{stream['expected_clause']}]" in run.stderr
+            # any requirement the stream breaks may be reported (spec clause 12.4)
+            accepted = [stream["expected_clause"]] + [
+                c for c in stream.get("verify_clauses", []) + stream.get("clauses", [])
+                if c != stream["expected_clause"]]
+            said = [c for c in dict.fromkeys(accepted) if f"[{c}]" in run.stderr]
+            result["reported_clause"] = bool(said)
+            if said:
+                result["clause"] = said[0]
     if not result["reasons"]:
         result["status"] = "PASS"
     return result

@@ -283,6 +283,7 @@ class DecodedFace:
     embedder: Embedder
     image: np.ndarray | None = None  # H x W x C uint8
     warnings: tuple[str, ...] = ()
+    texture: np.ndarray | None = None  # the decoded texture, H x W x C uint8, with the image
 
 
 def decode_texture_checked(face: Face, backend=None,
@@ -319,7 +320,7 @@ def decode_face(face: Face, *, image: bool = True, backend=None) -> DecodedFace:
     tex, warning = decode_texture_checked(face, backend)
     out = reconstruct_image(pred, denormalize_texture(tex, enh.residual_min, enh.residual_max))
     return DecodedFace(b.face_id, embedding, b.embedder_idc, out,
-                       (warning,) if warning else ())
+                       (warning,) if warning else (), tex)
 
 
 def decode_faces(data: bytes | Stream, *, images: bool = True,

@@ -103,14 +103,15 @@ def set_chroma_format(payload: bytes, chroma_format_idc: int) -> bytes:
     return edit_parameter_set(payload, SPS_NUT, edit)
 
 
-def add_conformance_window(payload: bytes) -> bytes:
-    """The payload with conformance_window_flag 1 and four zero offsets in its SPS (which
-    shall have no conformance window)."""
+def add_conformance_window(payload: bytes, offsets: tuple[int, int, int, int] = (0, 0, 0, 0)
+                           ) -> bytes:
+    """The payload with conformance_window_flag 1 and the conformance window ``offsets``
+    (left, right, top, bottom) in its SPS (which shall have no conformance window)."""
     def edit(body):
         p = sps_positions(body)["conformance_window_flag"]
         if body[p] != "0":
             raise ValueError("the SPS already has a conformance window")
-        return body[:p] + "1" + ue_bits(0) * 4 + body[p + 1:]   # a window of zero offsets
+        return body[:p] + "1" + "".join(ue_bits(v) for v in offsets) + body[p + 1:]
     return edit_parameter_set(payload, SPS_NUT, edit)
 
 

@@ -30,9 +30,13 @@ class Expr:
 
 
 #: Format version read by this package (clause 8.1.2).  Version 1.1 adds the face units
-#: (clause 13); the encoder writes 1.0 for a stream without them.
+#: (clause 13); version 1.2 allows a conformance window that crops nothing in an
+#: hevc_payload (clause 10.5) and settles the reserved fields of later minor versions.
 VERSION_MAJOR = 1
-VERSION_MINOR = 1
+VERSION_MINOR = 2
+#: The version_minor the encoder writes: the lowest whose syntax the stream uses (1.0
+#: without faces, 1.1 with them), so that every decoder that can read it does.
+FACE_VERSION_MINOR = 1
 
 #: The eight bytes every VFC bitstream starts with (clause 8.1.1).  Like PNG's signature:
 #: a non-ASCII first byte, the letters, CR LF, SUB and LF so that text-mode transfers are caught.

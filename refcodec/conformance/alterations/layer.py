@@ -355,8 +355,10 @@ _alteration("hevc_bit_depth_mismatch", "10.4",
     lambda data, s: _change_layer0(
         s, sample_bit_depth=10 if s.layers[0].header.sample_bit_depth == 8 else 8))
 _alteration("hevc_conformance_window", "10.5",
-            "conformance_window_flag 1 (all four offsets 0) in the SPS")(
-    lambda data, s: _change_layer0(s, payload=add_conformance_window(_payload0(s))))
+            "a conformance window cropping the last column (conf_win_right_offset 1) in the "
+            "SPS; since format 1.2 a window of four zero offsets is allowed")(
+    lambda data, s: _change_layer0(s, payload=add_conformance_window(_payload0(s),
+                                                                     (0, 1, 0, 0))))
 _alteration("hevc_picture_size_mismatch", "10.5",
             "height raised by 8: the header's picture height exceeds the payload's")(
     lambda data, s: _change_layer0(s, height=s.layers[0].header.height + 8))

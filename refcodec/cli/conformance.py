@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from .base import EXIT_MISMATCH, EXIT_OK, UsageError, _Parser
-from .io import atomic_output, load_tensors, read_input
+from .io import add_hevc_encoder_options, atomic_output, hevc_backend, load_tensors, read_input
 
 
 #: Options of ``conformance generate --tensors``: the columns of the features table.
@@ -41,6 +41,8 @@ def _generate_command(args) -> str:
         argv += ["--suite-name", args.suite_name]
     if args.interop:
         argv += ["--interop", args.interop]
+    if args.hevc_encoder:
+        argv += ["--hevc-encoder", args.hevc_encoder]
     return shlex.join(argv)
 
 
@@ -81,10 +83,11 @@ def cmd_conformance_generate(args) -> int:
             interop = interop_dir(args.interop)
             if interop is None:
                 raise UsageError(f"{args.interop}: not an interop folder (no cases.json)")
+        backend = hevc_backend(args.hevc_encoder, args.hevc_encoder_timeout)
         out.mkdir(parents=True, exist_ok=True)
         conf.generate(out, features, invalid=invalid, tensors=tensors, force=args.force,
                       command=_generate_command(args), suite_name=args.suite_name,
-                      interop=interop, log=None if args.quiet else print)
+                      interop=interop, backend=backend, log=None if args.quiet else print)
     except conf.SuiteError as exc:
         raise UsageError(str(exc)) from None
     return EXIT_OK
@@ -149,6 +152,7 @@ def add_parser(sub) -> None:
     gen.add_argument("--no-invalid", action="store_true", help="write no invalid streams")
     gen.add_argument("--force", action="store_true", help="replace an existing manifest")
     gen.add_argument("--suite-name", default="vfc-conformance")
+    add_hevc_encoder_options(gen)
     gen.add_argument("--interop", metavar="DIR",
                      help="add the interop group: the payloads of other encoders in DIR "
                           "(cases.json, payloads/, templates/: the layout of shared/interop)")

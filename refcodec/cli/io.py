@@ -126,3 +126,32 @@ def load_image(path: Path, gray: bool = False) -> np.ndarray:
     except Exception as exc:  # noqa: BLE001 - any reader failure is a bad input file
         raise UsageError(f"{path}: cannot read the image: {exc}") from None
     return arr[:, :, None] if arr.ndim == 2 else arr
+
+
+def hevc_backend(template: str | None, timeout: float | None):
+    """The HEVC backend of --hevc-encoder: None (libx265 through PyAV) without one, else a
+    ready-made template by name (refcodec.hevc.external.TEMPLATES) or a command template."""
+    if not template:
+        if timeout is not None:
+            raise UsageError("--hevc-encoder-timeout needs --hevc-encoder")
+        return None
+    from ..hevc.external import DEFAULT_TIMEOUT, TEMPLATES, ExternalBackend
+    kwargs = {"timeout": DEFAULT_TIMEOUT if timeout is None else timeout}
+    if not (kwargs["timeout"] > 0 and kwargs["timeout"] < float("inf")):
+        raise UsageError(f"--hevc-encoder-timeout shall be a positive number of seconds, "
+                         f"got {timeout!r}")
+    if template in TEMPLATES:
+        return ExternalBackend.named(template, **kwargs)
+    return ExternalBackend(template, **kwargs)
+
+
+def add_hevc_encoder_options(parser) -> None:
+    from ..hevc.external import TEMPLATES
+    parser.add_argument("--hevc-encoder", metavar="CMD",
+                        help="code the pictures with another HEVC encoder: a template name "
+                             f"({', '.join(sorted(TEMPLATES))}) or a command with the "
+                             "placeholders {input} {output} {width} {height} {bit_depth} "
+                             "{frames} {qp} {preset} {ctu} (run without a shell; "
+                             "refcodec.hevc.external)")
+    parser.add_argument("--hevc-encoder-timeout", type=float, metavar="S",
+                        help="seconds the encoder may take per layer (default 600)")

@@ -12,7 +12,8 @@ import numpy as np
 from ..codec import EncoderConfig, decode_all, encode, output_names, read_headers
 from ..ids import OutputKeyCollision
 from .base import EXIT_OK, UsageError
-from .io import atomic_output, load_tensors, read_input, save_png, save_tensors
+from .io import (add_hevc_encoder_options, atomic_output, hevc_backend, load_tensors,
+                 read_input, save_png, save_tensors)
 
 
 def _grid(text: str) -> tuple[int, int]:
@@ -43,7 +44,14 @@ def cmd_encode(args) -> int:
                            channel_order=args.channel_order, lossless=args.lossless,
                            layout=args.layout, preset=args.preset, verify=args.verify)
     out = Path(args.output)
-    data = encode(tensors, config)
+    backend = hevc_backend(args.hevc_encoder, args.hevc_encoder_timeout)
+    data = encode(tensors, config, backend=backend)
+    if backend is not None:        # another encoder's payload: check the whole stream
+        from ..verify import verify
+        report = verify(data, source=str(out))
+        if not report.conformant:
+            raise UsageError(f"{args.hevc_encoder}: the stream would not conform: "
+                             f"{report.violations[0]}")
     with atomic_output(out) as tmp:
         tmp.write_bytes(data)
     if not args.quiet:
@@ -162,6 +170,7 @@ def add_parser(sub) -> None:
     enc.add_argument("--layer-id", help="layer id for a single tensor (default: file stem)")
     enc.add_argument("--verify", action="store_true",
                      help="decode the payload and check it against libx265's picture hashes")
+    add_hevc_encoder_options(enc)
     enc.add_argument("-q", "--quiet", action="store_true")
     enc.set_defaults(func=cmd_encode)
 

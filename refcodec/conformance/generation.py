@@ -152,7 +152,8 @@ class _Generated:
     stream: Stream | None = None
 
 
-def _code_valid(f: Features, tensors: Mapping[str, object] | None) -> _Generated:
+def _code_valid(f: Features, tensors: Mapping[str, object] | None,
+                backend=None) -> _Generated:
     where = f"stream {f.name}"
     try:
         if tensors is None:
@@ -168,7 +169,7 @@ def _code_valid(f: Features, tensors: Mapping[str, object] | None) -> _Generated
                                      f"(got {type(t).__name__} {shape})")
                 axis = 3 if f.layout == "NHWC" else 1
                 configs[k] = f.encoder_config(int(shape[axis]))
-        data = encode(items or None, configs, faces=feature_faces(f))
+        data = encode(items or None, configs, faces=feature_faces(f), backend=backend)
     except (ValueError, RefcodecError) as exc:
         raise SuiteError(f"{where}: {exc}") from None
     if f.extra_unit == "skippable":
@@ -413,7 +414,7 @@ def generate(out_dir: Path, features: Sequence[Features], *,
              invalid: Sequence[InvalidRow] | None = None,
              tensors: Mapping[str, object] | None = None, force: bool = False,
              command: str = "", suite_name: str = DEFAULT_SUITE_NAME,
-             interop: Path | None = None,
+             interop: Path | None = None, backend=None,
              log: Callable[[str], None] | None = None) -> dict:
     """Code every stream of ``features`` (and the ``invalid`` ones; None: the built-in list,
     ``[]``: none) into ``out_dir`` and return the manifest.
@@ -421,6 +422,8 @@ def generate(out_dir: Path, features: Sequence[Features], *,
     ``tensors`` codes the user's tensors instead of synthetic data: then ``features`` holds
     the one row of settings.  ``interop``: a folder of other encoders' payloads
     (refcodec.conformance.interop) whose streams join the suite as its interop group.
+    ``backend``: the HEVC encoder of the valid streams (None: libx265 through PyAV; an
+    ``refcodec.hevc.external.ExternalBackend`` for another encoder).
     Everything is generated and checked in memory before a file is written; an existing
     manifest is only replaced with ``force``.
     """
@@ -441,7 +444,7 @@ def generate(out_dir: Path, features: Sequence[Features], *,
     valid = []
     for f in features:
         started = time.perf_counter()
-        valid.append(_code_valid(f, tensors))
+        valid.append(_code_valid(f, tensors, backend))
         log(f"{f.name}: {len(valid[-1].data)} bytes ({time.perf_counter() - started:.1f} s)")
     bad, skipped = [], []
     for row in invalid_rows:

@@ -34,6 +34,8 @@ from refcodec.verify import verify
 
 from test_spec import reported_clause_ids
 
+from refcodec.hevc.feed import in_decoder_order
+
 pytestmark = [pytest.mark.conformance, pytest.mark.hevc]
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -1120,7 +1122,9 @@ def test_libde265_decodes_every_payload_to_planes_md5(tmp_path):
         right = stream.get("interop", {}).get("libde265_equals_hm", True)
         for layer, entry in zip(parsed.layers, stream["layers"]):
             src, dst = tmp_path / "in.hevc", tmp_path / "out.yuv"
-            src.write_bytes(layer.hevc_payload)
+            # libde265, like FFmpeg, needs a PPS after its SPS: fed as the reference decoder
+            # feeds FFmpeg (spec clause 10.1; no change for payloads in the usual order)
+            src.write_bytes(in_decoder_order(layer.hevc_payload))
             done = subprocess.run([DEC265, "-q", "-o", str(dst), str(src)],
                                   capture_output=True, timeout=120, check=False)
             digest = hashlib.md5(dst.read_bytes()).hexdigest() if dst.exists() else None

@@ -31,6 +31,11 @@ DTYPE_NAMES = {"float32": SourceDtype.FLOAT32, "float16": SourceDtype.FLOAT16,
                "bfloat16": SourceDtype.BFLOAT16}
 DATA_KINDS = ("relu", "gaussian", "constant", "integer", "ramp")
 EXTRA_UNITS = ("", "skippable")
+#: Edits of the first layer's HEVC payload after coding (refcodec.hevc.edit), which leave
+#: its pictures as they are: the parameter sets in the order VPS, PPS, SPS; a changed SPS
+#: (another log2_max_pic_order_cnt_lsb_minus4) sent with VPS and PPS, the PPS first, before
+#: the middle picture.
+HEVC_EDITS = ("", "pps_before_sps", "changed_sps")
 #: Values of the ``face`` column: no face, a base layer only, or the enhancement layer's
 #: texture codec.
 FACE_KINDS = ("", "base", "hevc", "jpeg", "jpeg2000")
@@ -75,6 +80,7 @@ class Features:
     preset: str = "medium"
     extra_unit: str = ""
     future_minor: bool = False
+    hevc_edit: str = ""
     face: str = ""
     faces: int = 1
     face_channels: int = 3
@@ -197,6 +203,9 @@ def _validate(f: Features, where: str) -> None:
             bad(str(exc))
     if f.extra_unit not in EXTRA_UNITS:
         bad(f"extra_unit shall be empty or 'skippable', got {f.extra_unit!r}")
+    if f.hevc_edit not in HEVC_EDITS:
+        bad(f"hevc_edit shall be one of {', '.join(repr(e) for e in HEVC_EDITS)}, got "
+            f"{f.hevc_edit!r}")
     if f.tile_grid and not re.fullmatch(r"[0-9]+x[0-9]+", f.tile_grid):
         bad(f"tile_grid shall be ROWSxCOLS such as 2x3, got {f.tile_grid!r}")
     try:

@@ -26,6 +26,7 @@ from ..enums import (LEVELS, PackingType, PredictorType, QuantizerType, SourceDt
 from ..errors import RefcodecError
 from ..ids import OutputKeyCollision, output_keys
 from ..face import texture as face_texture
+from ..hevc import edit as hevc_edit
 from ..records import Stream
 from ..syntax import VERSION_MINOR
 from ..verify import verify
@@ -40,7 +41,7 @@ from .manifest import SCHEMA_VERSION, face_keys
 from .reference_decoder import decode_outputs, reference_refusal
 from .synthetic_data import feature_faces, feature_tensors
 from .tolerances import image_tolerance, log_reference_is_correctly_rounded, tolerance
-from .units import _is_lossless, _put, _recrc, _rehead, _unit_of, _units
+from .units import _change_layer0, _is_lossless, _put, _recrc, _rehead, _unit_of, _units
 
 
 DEFAULT_SUITE_NAME = "vfc-conformance"
@@ -172,6 +173,16 @@ def _code_valid(f: Features, tensors: Mapping[str, object] | None,
         data = encode(items or None, configs, faces=feature_faces(f), backend=backend)
     except (ValueError, RefcodecError) as exc:
         raise SuiteError(f"{where}: {exc}") from None
+    if f.hevc_edit:
+        s = read_headers(data)
+        payload = s.layers[0].hevc_payload
+        try:
+            payload = (hevc_edit.pps_before_sps(payload) if f.hevc_edit == "pps_before_sps"
+                       else hevc_edit.changed_sps_before(payload, s.layers[0].header
+                                                         .num_pictures // 2))
+        except ValueError as exc:
+            raise SuiteError(f"{where}: hevc_edit {f.hevc_edit}: {exc}") from None
+        data = _change_layer0(s, payload=payload)
     if f.extra_unit == "skippable":
         data = _with_skippable_units(data)
     if f.future_minor:
@@ -185,7 +196,10 @@ def _code_valid(f: Features, tensors: Mapping[str, object] | None,
             if not np.array_equal(original, tensor.astype(np.float64)):
                 raise SuiteError(f"{where}: lossless integer coding did not reproduce "
                                  f"layer {h.layer_id!r}")
-    return _valid_stream(f.name, f.purpose, data, where, {"features": f.to_json()}, check)
+    g = _valid_stream(f.name, f.purpose, data, where, {"features": f.to_json()}, check)
+    if f.hevc_edit:      # the parameter sets in another order than libx265 writes them
+        g.entry["clauses"] = sorted(set(g.entry["clauses"]) | {"10.1"}, key=_clause_key)
+    return g
 
 
 def _valid_stream(name: str, purpose: str, data: bytes, where: str, extra: dict,

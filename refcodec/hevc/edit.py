@@ -137,3 +137,42 @@ def pps_refers_to(payload: bytes, sps_id: int) -> bytes:
         _, end = read_ue(body, p)
         return body[:p] + ue_bits(sps_id) + body[end:]
     return edit_parameter_set(payload, PPS_NUT, edit)
+
+
+def pps_before_sps(payload: bytes) -> bytes:
+    """The payload with its first PPS moved before its first SPS (the order VPS, PPS, SPS,
+    which H.265 allows: a parameter set need only be there when it is activated)."""
+    units = split_nal_units(payload)
+    kinds = [nal_unit_type(u) for u in units]
+    if kinds[:3] != [VPS_NUT, SPS_NUT, PPS_NUT]:
+        raise ValueError("the payload does not start with VPS, SPS, PPS")
+    return join_nal_units([units[0], units[2], units[1]] + units[3:])
+
+
+def changed_sps_before(payload: bytes, picture: int) -> bytes:
+    """The payload with its parameter sets sent again before picture ``picture`` (counting
+    from 0), in the order VPS, PPS, SPS, the SPS with another value of
+    log2_max_pic_order_cnt_lsb_minus4: the content of SPS 0 changes between two coded video
+    sequences.  Every picture shall be an IDR picture (which carries no POC LSBs), so the
+    decoded pictures are the same."""
+    units = split_nal_units(payload)
+    vps = next(u for u in units if nal_unit_type(u) == VPS_NUT)
+    pps = next(u for u in units if nal_unit_type(u) == PPS_NUT)
+    firsts = [i for i, u in enumerate(units) if nal_unit_type(u) < 32 and u[2] & 0x80]
+    if any(nal_unit_type(units[i]) not in (19, 20) for i in firsts):
+        raise ValueError("every picture shall be an IDR picture")
+    if not 0 < picture < len(firsts):
+        raise ValueError(f"picture {picture} is not one of 1..{len(firsts) - 1}")
+
+    def edit(body):
+        p = sps_positions(body)["conformance_window_flag"]
+        if body[p] != "0":
+            raise ValueError("the SPS has a conformance window")
+        _, p = read_ue(body, p + 1)                     # bit_depth_luma_minus8
+        _, p = read_ue(body, p)                         # bit_depth_chroma_minus8
+        value, end = read_ue(body, p)                   # log2_max_pic_order_cnt_lsb_minus4
+        return body[:p] + ue_bits(12 if value != 12 else 0) + body[end:]
+    changed = next(u for u in split_nal_units(edit_parameter_set(join_nal_units(
+        [u for u in units if nal_unit_type(u) == SPS_NUT][:1]), SPS_NUT, edit)))
+    at = firsts[picture]
+    return join_nal_units(units[:at] + [vps, pps, changed] + units[at:])

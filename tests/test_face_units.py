@@ -549,3 +549,31 @@ def test_jpeg2000_texture_shall_be_a_codestream():
                                path="p")
     with pytest.raises(SyntaxViolation, match="starting with ffd8"):
         texture.decode_texture(b"\x89PNG....", TextureCodec.JPEG, 16, 16, 3, offset=9, path="p")
+
+
+def test_jpeg_colour_space_follows_the_rules_of_13_4_8():
+    """A three-component JPEG texture is YCbCr with a JFIF APP0 segment and RGB with an
+    Adobe APP14 segment of transform 0 (no JFIF segment): the decoder reads both as the
+    spec's rules say, so an RGB texture decodes to its own samples, not to a YCbCr reading
+    of them."""
+    import io
+
+    from PIL import Image
+
+    from refcodec.enums import TextureCodec
+    from refcodec.face import texture
+    rng = np.random.default_rng(9)
+    rgb = rng.integers(0, 256, (16, 24, 3), dtype=np.uint8)
+    for keep_rgb in (False, True):
+        buf = io.BytesIO()
+        Image.fromarray(rgb, "RGB").save(buf, format="JPEG", quality=100, subsampling=0,
+                                         keep_rgb=keep_rgb)
+        data = buf.getvalue()
+        jfif = data[6:11] == b"JFIF\x00"
+        adobe = b"Adobe" in data[:200]
+        assert (jfif, adobe) == ((False, True) if keep_rgb else (True, False))
+        got = texture.decode_texture(data, TextureCodec.JPEG, 16, 24, 3, offset=0,
+                                     path="t")
+        # quality 100 without subsampling: within a few levels of the source either way,
+        # which a YCbCr reading of R, G, B samples (or the reverse) is not
+        assert np.abs(got.astype(int) - rgb).max() <= 8, keep_rgb

@@ -1163,3 +1163,20 @@ def test_libde265_decodes_every_hevc_texture_to_texture_md5(tmp_path):
                 entry["enhancement"]["texture_md5"], stream["name"]
             checked += 1
     assert checked >= 5
+
+
+def test_runner_accepts_any_requirement_the_stream_breaks():
+    """Spec clause 12.4: a decoder may report any requirement a bitstream breaks. The
+    stream with pad_bottom not a multiple of 8 breaks 8.3.10 and, as a consequence, 10.5."""
+    name = "invalid_pad_not_multiple_of_8"
+    entry = next(s for s in MANIFEST["streams"] if s["name"] == name)
+    assert entry["expected_clause"] == "8.3.10" and "10.5" in entry["verify_clauses"]
+
+    def saying(clause):
+        return lambda i, o, p: conf.DecoderRun(3, f"refcodec: error: [{clause}] no\n")
+
+    for clause, reported in (("10.5", True), ("8.3.10", True), ("9.9", False)):
+        (r,) = conf.run_suite(MANIFEST_PATH, saying(clause), streams=[name])["results"]
+        assert r["status"] == "PASS" and r["refused"]
+        assert r["reported_clause"] is reported, clause
+        assert r.get("clause") == (clause if reported else None)

@@ -32,30 +32,32 @@ def _ids(unit: bytes, nal_unit_type: int) -> tuple[int, int | None]:
 
 
 def needs_reordering(payload: bytes) -> bool:
-    """Whether FFmpeg would discard a parameter set of ``payload`` (see the module doc)."""
-    seen = {VPS_NUT: {}, SPS_NUT: {}, PPS_NUT: {}}
+    """Whether FFmpeg would discard a parameter set of ``payload`` (see the module doc).
+    Reads the parameter sets as refcodec.hevc.params finds them (parsed once per distinct
+    NAL unit), not every NAL unit of the payload."""
     try:
-        for _, unit in split_nal_units_with_offsets(payload):
-            t = (unit[0] >> 1) & 0x3F if unit else -1
-            if t not in seen:
-                continue
-            own, parent = _ids(unit, t)
-            if t == SPS_NUT:
-                if parent not in seen[VPS_NUT]:
-                    return True
-                old = seen[SPS_NUT].get(own)
-                if old is not None and old != unit and any(
-                        ref == own for ref, _ in seen[PPS_NUT].values()):
-                    return True       # changed content: FFmpeg drops this SPS's PPSs
-                seen[SPS_NUT][own] = unit
-            elif t == PPS_NUT:
-                if parent not in seen[SPS_NUT]:
-                    return True
-                seen[PPS_NUT][own] = (parent, unit)
-            else:
-                seen[VPS_NUT][own] = unit
+        sets = params.parse_parameter_sets(payload)
     except ConformanceViolation:
         return False     # malformed: decoded as it is, and refused by clause 10.1 anyway
+    events = sorted([(o, VPS_NUT, v) for o, v in sets.vps] + [(o, SPS_NUT, s) for o, s in sets.sps]
+                    + [(o, PPS_NUT, p) for o, p in sets.pps], key=lambda e: e[0])
+    vps_ids: set[int] = set()
+    sps_by_id: dict = {}
+    pps_refs: set[int] = set()
+    for _, kind, record in events:
+        if kind == VPS_NUT:
+            vps_ids.add(record.vps_video_parameter_set_id)
+        elif kind == SPS_NUT:
+            if record.sps_video_parameter_set_id not in vps_ids:
+                return True
+            own = record.sps_seq_parameter_set_id
+            if own in sps_by_id and sps_by_id[own] != record and own in pps_refs:
+                return True       # changed content: FFmpeg drops this SPS's PPSs
+            sps_by_id[own] = record
+        else:
+            if record.pps_seq_parameter_set_id not in sps_by_id:
+                return True
+            pps_refs.add(record.pps_seq_parameter_set_id)
     return False
 
 

@@ -784,12 +784,29 @@ def parameter_set(unit: bytes, nal_unit_type: int, offset: int, path: str) -> VP
 _HEAD = np.arange(3)
 
 
+#: The last payload parse_parameter_sets read and its result: the decoder checks a payload's
+#: parameter sets (check_payload) and then feeds the same bytes object to FFmpeg
+#: (refcodec.hevc.feed), which needs them again.  Kept by identity (the object itself is
+#: held, so its id cannot be reused); a violation is never kept.
+_last_parsed: tuple[bytes | None, ParameterSets | None] = (None, None)
+
+
 def parse_parameter_sets(payload: bytes) -> ParameterSets:
     """The VPS, SPS and PPS of an Annex-B payload and its number of pictures.
 
     Raises ConformanceViolation (clause 10.1) on malformed data, with the offset of the NAL
     unit in the payload.
     """
+    global _last_parsed
+    last, found = _last_parsed
+    if last is payload and isinstance(payload, bytes):
+        return found
+    found = _parse_parameter_sets(payload)
+    _last_parsed = (payload, found)
+    return found
+
+
+def _parse_parameter_sets(payload: bytes) -> ParameterSets:
     if not _starts_with_start_code(payload):
         raise _violation("the HEVC payload shall start with an Annex-B start code "
                          "(0x000001)", 0, PATH)

@@ -149,3 +149,18 @@ def test_a_changed_sps_and_its_pps_in_any_order_decode(rng):
     want = np.concatenate([pyav.PyAVBackend().decode_pictures(p, 4, 32, 32, 8)
                            for p in (first, second)])
     assert np.array_equal(got, want)
+
+
+def test_b_pictures_give_picture_md5s_in_output_order(rng):
+    """libx265 with B pictures: access units come in decoding order, sample_md5 follows the
+    output order (clause 9.2); the MD5s in decoding order would not match."""
+    from refcodec.codec import planes_md5 as picture_md5s
+    from refcodec.hevc.annexb import repack_access_units
+    pics = pictures(rng, count=12)
+    backend = pyav.PyAVBackend("keyint=16:min-keyint=16:bframes=3:b-pyramid=1:ctu=16")
+    payload, hashes = backend.encode_pictures(pics, 8, 30, False)
+    decoded = backend.decode_pictures(payload, 12, 32, 32, 8)
+    assert picture_md5s(decoded, 8) == hashes
+    in_decoding_order = repack_access_units(pyav.encode_access_units(
+        pics, 8, 30, False, "medium", backend.x265_params))[1]
+    assert in_decoding_order != hashes and sorted(in_decoding_order) == sorted(hashes)

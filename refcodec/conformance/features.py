@@ -81,6 +81,7 @@ class Features:
     extra_unit: str = ""
     future_minor: bool = False
     hevc_edit: str = ""
+    x265_params: str = ""
     face: str = ""
     faces: int = 1
     face_channels: int = 3
@@ -203,6 +204,10 @@ def _validate(f: Features, where: str) -> None:
             bad(str(exc))
     if f.extra_unit not in EXTRA_UNITS:
         bad(f"extra_unit shall be empty or 'skippable', got {f.extra_unit!r}")
+    if f.x265_params and not re.fullmatch(r"[a-z0-9-]+=[A-Za-z0-9.-]+(:[a-z0-9-]+=[A-Za-z0-9.-]+)*",
+                                          f.x265_params):
+        bad(f"x265_params shall be libx265 options name=value:name=value, got "
+            f"{f.x265_params!r}")
     if f.hevc_edit not in HEVC_EDITS:
         bad(f"hevc_edit shall be one of {', '.join(repr(e) for e in HEVC_EDITS)}, got "
             f"{f.hevc_edit!r}")

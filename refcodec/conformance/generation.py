@@ -170,7 +170,14 @@ def _code_valid(f: Features, tensors: Mapping[str, object] | None,
                                      f"(got {type(t).__name__} {shape})")
                 axis = 3 if f.layout == "NHWC" else 1
                 configs[k] = f.encoder_config(int(shape[axis]))
-        data = encode(items or None, configs, faces=feature_faces(f), backend=backend)
+        if f.x265_params:
+            if backend is not None:
+                raise SuiteError(f"{where}: x265_params needs libx265 (no --hevc-encoder)")
+            from ..hevc.pyav import PyAVBackend
+            layer_backend = PyAVBackend(f.x265_params)
+        else:
+            layer_backend = backend
+        data = encode(items or None, configs, faces=feature_faces(f), backend=layer_backend)
     except (ValueError, RefcodecError) as exc:
         raise SuiteError(f"{where}: {exc}") from None
     if f.hevc_edit:
@@ -197,8 +204,9 @@ def _code_valid(f: Features, tensors: Mapping[str, object] | None,
                 raise SuiteError(f"{where}: lossless integer coding did not reproduce "
                                  f"layer {h.layer_id!r}")
     g = _valid_stream(f.name, f.purpose, data, where, {"features": f.to_json()}, check)
-    if f.hevc_edit:      # the parameter sets in another order than libx265 writes them
-        g.entry["clauses"] = sorted(set(g.entry["clauses"]) | {"10.1"}, key=_clause_key)
+    if f.hevc_edit or f.x265_params:    # another coding than the informative encoder's
+        g.entry["clauses"] = sorted(set(g.entry["clauses"]) | {"10.1"}
+                                    | ({"9.2"} if f.x265_params else set()), key=_clause_key)
     return g
 
 
@@ -424,6 +432,38 @@ def _library_versions() -> dict[str, str]:
     return out
 
 
+def _files_we_wrote(out_dir: Path, manifest_path: Path) -> set[str]:
+    """The files under ``out_dir`` that a previous manifest of ours lists (streams/*.vfc,
+    reference/*.npz), the only ones ``generate`` may delete or replace.  Without a readable
+    manifest, SuiteError when the folder already holds an index.md or anything in streams/
+    or reference/: they are not known to be ours, and nothing is written."""
+    listed = None
+    if manifest_path.exists():
+        try:
+            old = json.loads(manifest_path.read_text(encoding="utf-8"))
+            listed = {e[k] for e in old["streams"] for k in ("file", "reference")
+                      if isinstance(e.get(k), str)}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            why = f"{manifest_path} is not a readable manifest ({type(exc).__name__})"
+        else:
+            return listed
+    else:
+        why = f"{out_dir} has no manifest.json"
+    found = [f"{sub}/{p.name}" for sub in ("streams", "reference")
+             if (out_dir / sub).is_dir() for p in sorted((out_dir / sub).iterdir())]
+    if (out_dir / "index.md").exists():
+        found.insert(0, "index.md")
+    for sub in ("streams", "reference"):
+        if (out_dir / sub).exists() and not (out_dir / sub).is_dir():
+            found.insert(0, sub)
+    if found:
+        more = f" and {len(found) - 1} more" if len(found) > 1 else ""
+        raise SuiteError(f"{why}, and it holds {found[0]}{more}, which the suite would "
+                         f"overwrite or which are not the generator's: nothing written; "
+                         f"use an empty folder or move them away")
+    return set()
+
+
 def generate(out_dir: Path, features: Sequence[Features], *,
              invalid: Sequence[InvalidRow] | None = None,
              tensors: Mapping[str, object] | None = None, force: bool = False,
@@ -439,7 +479,9 @@ def generate(out_dir: Path, features: Sequence[Features], *,
     ``backend``: the HEVC encoder of the valid streams (None: libx265 through PyAV; an
     ``refcodec.hevc.external.ExternalBackend`` for another encoder).
     Everything is generated and checked in memory before a file is written; an existing
-    manifest is only replaced with ``force``.
+    manifest is only replaced with ``force``.  Only files a previous manifest lists are ever
+    deleted (with ``force``); a folder without a readable manifest is written only when its
+    streams/ and reference/ are empty and it has no index.md (else SuiteError).
     """
     log = log or (lambda msg: None)
     out_dir = Path(out_dir)
@@ -447,6 +489,7 @@ def generate(out_dir: Path, features: Sequence[Features], *,
     if manifest_path.exists() and not force:
         raise SuiteError(f"{manifest_path} exists: the stored streams are not regenerated "
                          f"silently; use --force to replace them")
+    ours = _files_we_wrote(out_dir, manifest_path)
     if tensors is not None and len(features) != 1:
         raise SuiteError("coding given tensors needs exactly one row of settings")
     invalid_rows = default_invalid_rows() if invalid is None else list(invalid)
@@ -512,14 +555,20 @@ def generate(out_dir: Path, features: Sequence[Features], *,
         "skipped_alterations": skipped,
     }
     # ---- write ----
+    ours = _files_we_wrote(out_dir, manifest_path)   # again: the folder may have changed
     for sub in ("streams", "reference"):
         (out_dir / sub).mkdir(parents=True, exist_ok=True)
     keep = {g.entry["file"] for g in streams} | {g.entry["reference"] for g in valid}
     for sub, suffix in (("streams", ".vfc"), ("reference", ".npz")):
-        for old in (out_dir / sub).glob(f"*{suffix}"):
-            if f"{sub}/{old.name}" not in keep:
+        for old in sorted((out_dir / sub).glob(f"*{suffix}")):
+            name = f"{sub}/{old.name}"
+            if name in keep:
+                continue
+            if name in ours and old.is_file():    # listed by the manifest being replaced
                 old.unlink()
-                log(f"removed stale {sub}/{old.name}")
+                log(f"removed stale {name}")
+            else:
+                log(f"left {name} in place: no previous manifest lists it")
     for g in streams:
         atomic_write(out_dir / g.entry["file"], g.data)
         if g.reference is not None:

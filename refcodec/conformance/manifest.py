@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..ids import OutputKeyCollision, face_output_keys, output_keys
 from .errors import SuiteError
+from .features import NAME_PATTERN
 
 
 #: Version of the manifest layout (conformance/README.md); raised on incompatible changes.
@@ -48,6 +49,10 @@ def _check_manifest(manifest: dict, path: Path) -> None:
         if not isinstance(s, dict):
             raise SuiteError(f"{path}: streams[{i}] is not an object")
         need(s, _STREAM_KEYS, f"streams[{i}]")
+        if not NAME_PATTERN.fullmatch(s["name"]) or ".." in s["name"]:
+            # the runner names its output files after the stream: no path, no control
+            raise SuiteError(f"{path}: streams[{i}]: name {s['name'][:120]!r} is not a stream "
+                             f"name (letters, digits, '_', '.', '-', at most 100, no '..')")
         files = [s["file"]]
         if s["valid"]:
             need(s, _VALID_KEYS, f"stream {s['name']}")

@@ -32,17 +32,21 @@ PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "sl
            "slower", "veryslow", "placebo")
 
 
-def x265_params(qp: int, lossless: bool) -> str:
-    """The x265-params string of the informative encoder (Annex A.3)."""
+def x265_params(qp: int, lossless: bool, extra: str = "") -> str:
+    """The x265-params string of the informative encoder (Annex A.3); ``extra`` (libx265
+    options as ``name=value:name=value``) comes last, so it overrides the defaults (the
+    conformance suite's inter-coded streams: ``keyint=16:bframes=3``, ...)."""
     params = ["keyint=1", "min-keyint=1", "scenecut=0", "bframes=0", f"qp={qp}", "ipratio=1",
               "info=0", "pools=1", "frame-threads=1", "min-cu-size=8", "hash=1", "log-level=none"]
     if lossless:
         params.append("lossless=1")
+    if extra:
+        params.append(extra)
     return ":".join(params)
 
 
 def encode_access_units(pictures: np.ndarray, bit_depth: int, qp: int, lossless: bool,
-                        preset: str) -> list[bytes]:
+                        preset: str, extra: str = "") -> list[bytes]:
     """Bare libx265: one Annex-B access unit per picture, as libx265 writes them."""
     if pictures.ndim != 3:
         raise ValueError("pictures shall be (P, H, W)")
@@ -53,7 +57,7 @@ def encode_access_units(pictures: np.ndarray, bit_depth: int, qp: int, lossless:
         ctx = av.CodecContext.create("libx265", "w")
         ctx.width, ctx.height, ctx.pix_fmt = width, height, fmt
         ctx.time_base = Fraction(1, 25)
-        ctx.options = {"preset": preset, "x265-params": x265_params(qp, lossless)}
+        ctx.options = {"preset": preset, "x265-params": x265_params(qp, lossless, extra)}
         ctx.open()
         units: list[bytes] = []
         for i in range(count):
@@ -203,15 +207,34 @@ def ffmpeg_reason(exc: Exception, log: list) -> str:
 
 
 class PyAVBackend:
+    """libx265 (encoder) and FFmpeg (decoder) through PyAV.  ``x265_params``: libx265
+    options added to the informative encoder's (x265_params), for inter coding, slices and
+    the like; with them the picture MD5s are put in output order (clause 9.2)."""
+
     name = "pyav"
+
+    def __init__(self, x265_params: str = ""):
+        if any(c in x265_params for c in "\n\r\0"):
+            raise ValueError("x265_params shall be one line of name=value:name=value")
+        self.x265_params = x265_params
 
     def encode_pictures(self, pictures: np.ndarray, bit_depth: int, qp: int, lossless: bool,
                         preset: str = "medium") -> tuple[bytes, list[bytes]]:
-        units = encode_access_units(pictures, bit_depth, qp, lossless, preset)
+        units = encode_access_units(pictures, bit_depth, qp, lossless, preset,
+                                    self.x265_params)
         payload, hashes = repack_access_units(units)
         if any(h is None for h in hashes):
             raise BackendError("libx265 wrote no decoded picture hash SEI (hash=1) for "
                                f"{sum(h is None for h in hashes)} of {len(hashes)} pictures")
+        if self.x265_params:
+            # access units come in decoding order; with B pictures (or anything else that
+            # reorders) the output order differs, and sample_md5 follows the output order
+            from . import slices
+            order = [p.decode_index for p in slices.output_order(payload)]
+            if sorted(order) != list(range(len(hashes))):
+                raise BackendError(f"libx265's payload outputs {len(order)} of its "
+                                   f"{len(hashes)} pictures")
+            hashes = [hashes[i] for i in order]
         return payload, hashes
 
     def decode_pictures(self, payload: bytes, num_pictures: int, height: int, width: int,

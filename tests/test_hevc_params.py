@@ -711,7 +711,8 @@ def test_slice_qp_reader_sees_the_ipratio_offset(monkeypatch):
     from refcodec.hevc.params import idr_slice_qps
     plain = pyav.x265_params
     monkeypatch.setattr(pyav, "x265_params",
-                        lambda qp, lossless: plain(qp, lossless).replace(":ipratio=1", ""))
+                        lambda qp, lossless, extra="":
+                        plain(qp, lossless, extra).replace(":ipratio=1", ""))
     pics = np.random.default_rng(0).integers(0, 256, (2, 16, 16)).astype(np.uint16)
     payload, _ = pyav.PyAVBackend().encode_pictures(pics, 8, 22, False, "ultrafast")
     assert idr_slice_qps(payload) == [19, 19]

@@ -23,7 +23,7 @@ bytes (payloads of one encoder repeat the same VPS, SPS and PPS); a violation is
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import NoReturn
 
@@ -456,13 +456,17 @@ def _scaling_list_data(r: RbspReader) -> None:
                                      f"greater than 0")
 
 
-def _st_ref_pic_set(r: RbspReader, idx: int, sets: list[ShortTermRefPicSet],
-                    max_dec_pic_buffering_minus1: int) -> ShortTermRefPicSet:
-    """st_ref_pic_set(stRpsIdx) of an SPS (7.3.7) and its lists (7.4.8)."""
+def _st_ref_pic_set(r: RbspReader, idx: int, sets: Sequence[ShortTermRefPicSet],
+                    max_dec_pic_buffering_minus1: int, *,
+                    slice_header: bool = False) -> ShortTermRefPicSet:
+    """st_ref_pic_set(stRpsIdx) (7.3.7) and its lists (7.4.8): of an SPS, or with
+    ``slice_header`` the one a slice segment header carries (stRpsIdx equal to
+    num_short_term_ref_pic_sets, refcodec.hevc.slices)."""
     with r.scope(f"st_ref_pic_set[{idx}]"):
         if idx and r.flag("inter_ref_pic_set_prediction_flag"):
-            # In an SPS delta_idx_minus1 is absent and 0: RefRpsIdx = stRpsIdx - 1.
-            ref = sets[idx - 1]
+            # In an SPS delta_idx_minus1 is absent and 0: RefRpsIdx = stRpsIdx - 1; in a
+            # slice segment header it picks any set of the SPS.
+            ref = sets[idx - (r.ue("delta_idx_minus1", idx - 1) + 1 if slice_header else 1)]
             sign = r.flag("delta_rps_sign")
             delta_rps = (1 - 2 * sign) * (r.ue("abs_delta_rps_minus1", 2**15 - 1) + 1)
             used, use_delta = [], []
@@ -490,6 +494,10 @@ def _st_ref_pic_set(r: RbspReader, idx: int, sets: list[ShortTermRefPicSet],
             for j in range(len(ref.delta_poc_s1)):
                 if ref.delta_poc_s1[j] + delta_rps > 0 and use_delta[neg + j]:
                     s1.append((ref.delta_poc_s1[j] + delta_rps, used[neg + j]))
+            if slice_header and len(s0) + len(s1) > max_dec_pic_buffering_minus1:
+                r.fail("abs_delta_rps_minus1",
+                       f"the predicted RPS holds {len(s0) + len(s1)} pictures, more than "
+                       f"sps_max_dec_pic_buffering_minus1 {max_dec_pic_buffering_minus1}")
         else:
             num_negative = r.ue("num_negative_pics", max_dec_pic_buffering_minus1)
             num_positive = r.ue("num_positive_pics", max_dec_pic_buffering_minus1 - num_negative)

@@ -294,53 +294,8 @@ def _slice_st_ref_pic_set(r: RbspReader, sets: tuple[ShortTermRefPicSet, ...],
                           max_dec_pic_buffering_minus1: int) -> ShortTermRefPicSet:
     """st_ref_pic_set(num_short_term_ref_pic_sets) of a slice segment header (7.3.7) and
     its lists (7.4.8): with inter RPS prediction, delta_idx_minus1 picks the SPS set."""
-    idx = len(sets)
-    with r.scope(f"st_ref_pic_set[{idx}]"):
-        if idx and r.flag("inter_ref_pic_set_prediction_flag"):
-            ref = sets[idx - (r.ue("delta_idx_minus1", idx - 1) + 1)]
-            sign = r.flag("delta_rps_sign")
-            delta_rps = (1 - 2 * sign) * (r.ue("abs_delta_rps_minus1", 2**15 - 1) + 1)
-            used, use_delta = [], []
-            for j in range(ref.num_delta_pocs + 1):
-                used.append(r.flag(f"used_by_curr_pic_flag[{j}]"))
-                use_delta.append(1 if used[j] else r.flag(f"use_delta_flag[{j}]"))
-            neg = len(ref.delta_poc_s0)
-            s0, s1 = [], []
-            # (7-61): the negative pictures, closest first
-            for j in reversed(range(len(ref.delta_poc_s1))):
-                if ref.delta_poc_s1[j] + delta_rps < 0 and use_delta[neg + j]:
-                    s0.append((ref.delta_poc_s1[j] + delta_rps, used[neg + j]))
-            if delta_rps < 0 and use_delta[-1]:
-                s0.append((delta_rps, used[-1]))
-            for j in range(neg):
-                if ref.delta_poc_s0[j] + delta_rps < 0 and use_delta[j]:
-                    s0.append((ref.delta_poc_s0[j] + delta_rps, used[j]))
-            # (7-62): the positive pictures, closest first
-            for j in reversed(range(neg)):
-                if ref.delta_poc_s0[j] + delta_rps > 0 and use_delta[j]:
-                    s1.append((ref.delta_poc_s0[j] + delta_rps, used[j]))
-            if delta_rps > 0 and use_delta[-1]:
-                s1.append((delta_rps, used[-1]))
-            for j in range(len(ref.delta_poc_s1)):
-                if ref.delta_poc_s1[j] + delta_rps > 0 and use_delta[neg + j]:
-                    s1.append((ref.delta_poc_s1[j] + delta_rps, used[neg + j]))
-            if len(s0) + len(s1) > max_dec_pic_buffering_minus1:
-                r.fail("abs_delta_rps_minus1",
-                       f"the predicted RPS holds {len(s0) + len(s1)} pictures, more than "
-                       f"sps_max_dec_pic_buffering_minus1 {max_dec_pic_buffering_minus1}")
-        else:
-            num_negative = r.ue("num_negative_pics", max_dec_pic_buffering_minus1)
-            num_positive = r.ue("num_positive_pics", max_dec_pic_buffering_minus1 - num_negative)
-            s0, s1, poc = [], [], 0
-            for i in range(num_negative):  # (7-65), (7-67)
-                poc -= r.ue(f"delta_poc_s0_minus1[{i}]", 2**15 - 1) + 1
-                s0.append((poc, r.flag(f"used_by_curr_pic_s0_flag[{i}]")))
-            poc = 0
-            for i in range(num_positive):  # (7-66), (7-68)
-                poc += r.ue(f"delta_poc_s1_minus1[{i}]", 2**15 - 1) + 1
-                s1.append((poc, r.flag(f"used_by_curr_pic_s1_flag[{i}]")))
-    return ShortTermRefPicSet(tuple(p for p, _ in s0), tuple(u for _, u in s0),
-                              tuple(p for p, _ in s1), tuple(u for _, u in s1))
+    return params._st_ref_pic_set(r, len(sets), sets, max_dec_pic_buffering_minus1,
+                                  slice_header=True)
 
 
 def _pred_weight_table(r: RbspReader, active: ActiveSps, slice_type: int,

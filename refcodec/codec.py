@@ -104,6 +104,11 @@ def encode(tensors, config: EncoderConfig | Mapping[str, EncoderConfig] | None =
     if no_tensors and not face_records:
         raise EncoderInputError("nothing to encode: no tensor and no face")
     items = [] if no_tensors else _layers_of(tensors)
+    if not (config is None or isinstance(config, EncoderConfig) or (
+            isinstance(config, Mapping) and all(isinstance(c, EncoderConfig)
+                                                for c in config.values()))):
+        raise EncoderInputError(f"config shall be an EncoderConfig, a mapping from layer id to "
+                                f"EncoderConfig, or None; got {type(config).__name__}")
     coded = []
     for name, tensor in items:
         cfg = config.get(name, EncoderConfig()) if isinstance(config, Mapping) \
@@ -114,6 +119,19 @@ def encode(tensors, config: EncoderConfig | Mapping[str, EncoderConfig] | None =
     stream_header = StreamHeader(VERSION_MAJOR, FACE_VERSION_MINOR if face_records else 0,
                                  int(Profile.MAIN), level.level_idc, len(coded))
     return bitstream.build_stream(stream_header, coded, faces=face_records)
+
+
+def _names(names, what: str):
+    """``layers=`` / ``faces=`` of the decoder: None, a sequence of names, or one name as a
+    str (``layers="conv3"`` is ``layers=["conv3"]``, not the letters of the name)."""
+    if names is None or isinstance(names, str):
+        return names if names is None else [names]
+    if isinstance(names, (bytes, Mapping)) or not isinstance(names, (Sequence, set,
+                                                                     frozenset)):
+        raise ValueError(
+            f"{what} shall be a name, a sequence of names or None, got "
+            f"{type(names).__name__}")
+    return list(names)
 
 
 def read_headers(data: bytes, *, limits: Level | None = None) -> Stream:
@@ -127,11 +145,12 @@ def decode(data: bytes | Stream, *, layers: Sequence[str] | None = None, backend
     stream order.
 
     ``layers`` restricts decoding to the named layers (the others' payloads are not
-    decoded); naming a layer the stream lacks raises KeyError.
+    decoded; a str is one name: ``layers="conv3"`` is ``layers=["conv3"]``); naming a layer
+    the stream lacks raises KeyError.
     """
     stream = data if isinstance(data, Stream) else read_headers(data, limits=limits)
-    wanted = selected_names(layers, [layer.header.layer_id for layer in stream.layers],
-                            "layer")
+    wanted = selected_names(_names(layers, "layers"),
+                            [layer.header.layer_id for layer in stream.layers], "layer")
     out = {}
     for layer in stream.layers:
         if wanted is not None and layer.header.layer_id not in wanted:
@@ -146,8 +165,9 @@ def output_names(stream: Stream, layers: Sequence[str] | None = None,
     outputs, from the headers alone; KeyError for a name the stream lacks,
     ids.OutputKeyCollision when two array names coincide."""
     layer_ids = [layer.header.layer_id for layer in stream.layers]
-    wanted_layers = selected_names(layers, layer_ids, "layer")
-    wanted_faces = selected_names(faces, [f.base.face_id for f in stream.faces], "face")
+    wanted_layers = selected_names(_names(layers, "layers"), layer_ids, "layer")
+    wanted_faces = selected_names(_names(faces, "faces"),
+                                  [f.base.face_id for f in stream.faces], "face")
     chosen_layers = [n for n in layer_ids if wanted_layers is None or n in wanted_layers]
     chosen_faces = [f for f in stream.faces
                     if wanted_faces is None or f.base.face_id in wanted_faces]
@@ -165,11 +185,11 @@ def decode_all(data: bytes | Stream, *, layers: Sequence[str] | None = None,
     and ``images``, ``image:<face_id>`` and ``texture:<face_id>`` (uint8 H x W x C, the
     face image and the decoded texture; conformance/README.md).
 
-    ``layers`` / ``faces`` select what is decoded (None: everything; naming something the
-    stream lacks raises KeyError); ``images=False`` decodes the base layers of the faces
-    only (no texture decoded, no predictor needed).  The names are checked before anything
-    is decoded (ids.OutputKeyCollision when a layer_id is also a face's output name); every
-    check of the decoder runs, and the first violation is raised.
+    ``layers`` / ``faces`` select what is decoded (None: everything; a str is one name;
+    naming something the stream lacks raises KeyError); ``images=False`` decodes the base
+    layers of the faces only (no texture decoded, no predictor needed).  The names are
+    checked before anything is decoded (ids.OutputKeyCollision when a layer_id is also a
+    face's output name); every check of the decoder runs, and the first violation is raised.
     """
     stream = data if isinstance(data, Stream) else read_headers(data, limits=limits)
     chosen_layers, chosen_faces, _ = output_names(stream, layers, faces, images)

@@ -67,21 +67,32 @@ class EncoderConfig:
         from .hevc.pyav import PRESETS
         def bad(msg):
             raise EncoderInputError(msg)
+
+        def is_int(v):
+            return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+        for flag in ("per_channel", "lossless", "verify"):
+            value = getattr(self, flag)
+            if not isinstance(value, (bool, np.bool_)):
+                bad(f"{flag} shall be True or False, got {value!r}")
+            object.__setattr__(self, flag, bool(value))
+        for name in ("quantizer", "packing", "pad_mode", "layout", "preset"):
+            if not isinstance(getattr(self, name), str):
+                bad(f"{name} shall be a string, got {getattr(self, name)!r}")
         if isinstance(self.qp, bool) or not isinstance(self.qp, (int, np.integer)) \
                 or not 0 <= self.qp <= 51:
             bad(f"qp shall be an integer in 0..51, got {self.qp!r}")
         if self.quantizer not in quant.QUANTIZER_NAMES:
             bad(f"quantizer shall be one of {', '.join(quant.QUANTIZER_NAMES)}, "
                 f"got {self.quantizer!r}")
-        if self.bit_depth not in ALLOWED_BIT_DEPTHS:
+        if not is_int(self.bit_depth) or self.bit_depth not in ALLOWED_BIT_DEPTHS:
             bad(f"bit_depth shall be 8, 10 or 12, got {self.bit_depth!r}")
         if self.packing not in ("auto", "channel", "tiled"):
             bad(f"packing shall be auto, channel or tiled, got {self.packing!r}")
         if self.tile_grid is not None:
             if self.packing != "tiled":
                 bad("tile_grid needs packing='tiled'")
-            if (len(self.tile_grid) != 2 or not all(isinstance(v, (int, np.integer))
-                                                    for v in self.tile_grid)
+            if (not isinstance(self.tile_grid, (tuple, list)) or len(self.tile_grid) != 2
+                    or not all(is_int(v) for v in self.tile_grid)
                     or not all(1 <= v <= 65535 for v in self.tile_grid)
                     or self.tile_grid[0] * self.tile_grid[1] < 2):
                 bad(f"tile_grid shall be (rows, cols) with 1..65535 each and at least two "
@@ -93,7 +104,15 @@ class EncoderConfig:
         if self.preset not in PRESETS:
             bad(f"preset shall be one of {', '.join(PRESETS)}, got {self.preset!r}")
         if self.channel_order is not None:
-            object.__setattr__(self, "channel_order", tuple(int(v) for v in self.channel_order))
+            order = self.channel_order
+            if isinstance(order, np.ndarray) and order.ndim == 1:
+                order = order.tolist()
+            if not isinstance(order, (tuple, list)) or not all(is_int(v) for v in order) \
+                    or sorted(order) != list(range(len(order))):
+                n = len(order) if isinstance(order, (tuple, list)) else 0
+                bad(f"channel_order shall be a permutation of 0..{n - 1 if n else 'C-1'} (a "
+                    f"sequence of integers), got {self.channel_order!r}")
+            object.__setattr__(self, "channel_order", tuple(int(v) for v in order))
 
 
 # ------------------------------------------------------------------------------------
@@ -106,6 +125,9 @@ def _as_numpy(x, name: str) -> tuple[np.ndarray, SourceDtype]:
         import torch
         if not isinstance(x, torch.Tensor):
             raise EncoderInputError(f"layer {name!r}: expected a tensor, got {type(x).__name__}")
+        if x.is_meta or x.layout != torch.strided:
+            raise EncoderInputError(f"layer {name!r}: a {'meta' if x.is_meta else str(x.layout)}"
+                                    f" tensor holds no dense data; give a dense tensor")
         x = x.detach().cpu()
         if x.dtype == torch.bfloat16:
             return x.float().numpy().astype(ml_dtypes.bfloat16), SourceDtype.BFLOAT16
@@ -113,6 +135,8 @@ def _as_numpy(x, name: str) -> tuple[np.ndarray, SourceDtype]:
     if not isinstance(x, np.ndarray):
         raise EncoderInputError(f"layer {name!r}: expected a numpy array or torch tensor, got "
                                 f"{type(x).__name__}")
+    if x.dtype.byteorder == (">" if np.little_endian else "<"):
+        x = x.astype(x.dtype.newbyteorder("="))   # a big-endian .npy: exact conversion
     for code, dt in NUMPY_DTYPES.items():
         if x.dtype == dt:
             return x, code
@@ -184,6 +208,9 @@ def encode_layer(name: str, tensor, cfg: EncoderConfig,
     """One tensor -> (layer header, sample_md5, hevc_payload): quantize, pack, code with
     HEVC (and, with cfg.verify, decode the payload and compare it with libx265's picture
     hashes)."""
+    if not isinstance(cfg, EncoderConfig):
+        raise EncoderInputError(f"layer {name!r}: the config shall be an EncoderConfig, got "
+                                f"{type(cfg).__name__}")
     arr, dtype = _as_numpy(tensor, name)
     if arr.ndim != 4:
         raise EncoderInputError(f"layer {name!r}: a tensor shall have 4 dimensions "

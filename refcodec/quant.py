@@ -145,8 +145,32 @@ def choose_params(x: np.ndarray, qtype: int, bit_depth: int, per_channel: bool,
                     f"{top + 1} consecutive integers; use a lower bit depth")
             sets.append(ParamSet(offset_value=offset))
         else:
-            sets.append(ParamSet(min_value=a, max_value=b))
+            p = ParamSet(min_value=a, max_value=b)
+            if qtype == LOG and b > a:
+                _check_log_levels(p, bit_depth, len(sets) if per_channel else None)
+            sets.append(p)
     return sets
+
+
+#: The log quantizer's limit: a range max - min of at most 2**-53 (about 1.1e-16) gives
+#: L = log2((max - min) + 1) = 0 in binary64 (clause 9.4.2), and every sample decodes to min.
+LOG_MIN_RANGE = 2.0 ** -53
+
+
+def _check_log_levels(p: ParamSet, bit_depth: int, channel: int | None) -> None:
+    """QuantizerInputError when the log quantizer's levels for a non-constant range all
+    decode to one value (found by experiment: exactly when max - min <= 2**-53; the check
+    is on the reconstruction table itself, so it also covers any rounding to binary32)."""
+    table = output_table(LOG, p, bit_depth, np.float32)
+    if table[-1] != table[0]:
+        return
+    where = "" if channel is None else f"channel {channel}: "
+    raise QuantizerInputError(
+        f"{where}the log quantizer cannot represent this range: max - min = "
+        f"{p.max_value - p.min_value:.3g} (min {np.float32(p.min_value)!s}, max "
+        f"{np.float32(p.max_value)!s}) is at most "
+        f"2**-53 (about 1.1e-16), so L = log2((max - min) + 1) is 0 in binary64 and every "
+        f"value would decode to min; use quantizer='uniform' or 'integer'")
 
 
 def _quantize_one(x: np.ndarray, qtype: int, p: ParamSet, bit_depth: int) -> np.ndarray:
@@ -166,8 +190,8 @@ def _quantize_one(x: np.ndarray, qtype: int, p: ParamSet, bit_depth: int) -> np.
         v *= d / (hi - lo)
     else:
         span = np.log2((hi - lo) + 1.0)
-        if span == 0:   # max - min below binary64 resolution at 1: every q decodes to min
-            return np.zeros(x.shape, dtype=np.uint16)
+        if span == 0:   # max - min <= 2**-53: every q would decode to min (choose_params)
+            _check_log_levels(p, bit_depth, None)
         v += 1.0
         np.log2(v, out=v)
         v *= d / span

@@ -2,12 +2,13 @@
 """Evaluate VFC feature coding on real networks and real images (AVS VFC test conditions).
 
 Same code as ``refcodec eval`` (refcodec/cli/eval.py, refcodec/evaluation/).  Needs torch
-and the offline assets: ``bash tools/install_eval_assets.sh``.  Writes docs/eval/ by default:
+and the offline assets: ``bash tools/install_eval_assets.sh``.  Writes out/eval/ by default
+(git ignores out/; the committed results in docs/eval/ are regenerated with ``-o docs/eval``):
 README.md (Table 3 layout, all results, BD-rates, Fig. 5 comparison), summary.csv, jobs.csv,
 results.json and PNG plots.
 
-    python tools/eval.py                      # the full run (about 25 minutes on 2 cores)
-    python tools/eval.py --images 4 --detection-images 2 --configs baseline -o out/eval
+    python tools/eval.py -o docs/eval         # the full run (about 25 minutes on 2 cores)
+    python tools/eval.py --images 4 --detection-images 2 --configs baseline
 """
 
 from __future__ import annotations

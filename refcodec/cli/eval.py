@@ -38,7 +38,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--detection-images", type=int, default=6,
                    help="inputs of the detection set (1..16, default 6)")
     p.add_argument("-j", "--workers", type=int, default=2, help="worker processes (default 2)")
-    p.add_argument("-o", "--out", default="docs/eval", help="output folder (default docs/eval)")
+    p.add_argument("-o", "--out", default="out/eval",
+                   help="output folder (default out/eval, which git ignores; the committed "
+                        "results are regenerated with -o docs/eval)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--render", metavar="RESULTS_JSON",
                    help="only re-write the reports (Markdown, CSV, plots) of a saved "

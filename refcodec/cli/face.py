@@ -10,13 +10,21 @@ import numpy as np
 from ..codec import EncoderConfig, encode, read_headers
 from ..enums import Embedder
 from .base import EXIT_OK, UsageError
-from .io import atomic_output, load_image, load_tensors
+from .io import atomic_output, check_output_path, load_image, load_tensors
 
 
 def cmd_encode_face(args) -> int:
     from ..face.codec import FaceConfig, FaceInput, face_from_image
     if Path(args.output).suffix.lower() != ".vfc":
         raise UsageError(f"{args.output}: output shall end in .vfc")
+    check_output_path(Path(args.output))
+    if args.gray and args.enhancement != "none" and args.predictor != "none":
+        from ..face.codec import load_predictor
+        model = load_predictor(args.predictor)
+        if model.channels != 1:
+            raise UsageError(f"--gray codes a 1-channel face image, and predictor "
+                             f"{args.predictor!r} makes {model.channels}-channel images: add "
+                             f"--predictor none")
     cfg = FaceConfig(face_id=args.face_id, embedding_step=args.embedding_step,
                      enhancement=args.enhancement, predictor=args.predictor, qp=args.qp,
                      quality=args.quality, rate=args.rate, preset=args.preset)

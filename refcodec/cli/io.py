@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
+import stat
 import tempfile
+import threading
 from pathlib import Path
 
 import ml_dtypes
@@ -22,52 +25,146 @@ def _torch():
     return torch
 
 
+def check_input_file(path: Path) -> None:
+    """UsageError unless ``path`` is a regular file, saying what it is otherwise."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if stat.S_ISDIR(mode):
+        raise UsageError(f"{path}: is a directory, not a file")
+    if not stat.S_ISREG(mode):
+        raise UsageError(f"{path}: is not a regular file")
+
+
+def _native(a: np.ndarray) -> np.ndarray:
+    """A non-native byte order (a big-endian .npy) converted to the native one (exact)."""
+    if a.dtype.byteorder not in ("=", "|") and a.dtype.fields is None:
+        return a.astype(a.dtype.newbyteorder("="))
+    return a
+
+
+def _check_torch_tensors(path: Path, tensors: dict) -> None:
+    """Refuse the tensors that hold no data the encoder can read: meta and sparse ones."""
+    torch = _torch()
+    for key, t in tensors.items():
+        if not isinstance(t, torch.Tensor):
+            continue
+        if t.is_meta:
+            raise UsageError(f"{path}: tensor {key!r} is a meta tensor (it holds no data)")
+        if t.layout != torch.strided:
+            raise UsageError(f"{path}: tensor {key!r} has layout {t.layout}; only dense "
+                             f"tensors are read (convert it with .to_dense())")
+
+
 def load_tensors(path: Path, layer_id: str | None) -> dict:
     """Read .npy / .npz / .pt into {layer_id: array or tensor}."""
-    if not path.is_file():
-        raise UsageError(f"{path}: no such file")
+    check_input_file(path)
+    if layer_id is not None and not layer_id:
+        raise UsageError("--layer-id needs a name, got ''")
     suffix = path.suffix.lower()
     try:
         if suffix == ".npy":
-            return {layer_id or path.stem: np.load(path, allow_pickle=False)}
+            return {layer_id or path.stem: _native(np.load(path, allow_pickle=False))}
         if suffix == ".npz":
             if layer_id:
                 raise UsageError("--layer-id applies to .npy and single-tensor .pt input only; "
                                  ".npz arrays are named by their keys")
             with np.load(path, allow_pickle=False) as archive:
-                return {k: archive[k] for k in archive.files}
+                return {k: _native(archive[k]) for k in archive.files}
         if suffix == ".pt":
-            obj = _torch().load(path, map_location="cpu", weights_only=True)
+            torch = _torch()
+            try:
+                obj = torch.load(path, map_location="cpu", weights_only=True)
+            except Exception as exc:  # noqa: BLE001 - see below
+                if "weights only load failed" not in str(exc).lower():
+                    raise
+                raise UsageError(f"{path}: the .pt file holds something other than tensors "
+                                 f"(it was not unpickled); only a tensor or a dict of tensors "
+                                 f"is read") from None
             if isinstance(obj, dict):
                 if layer_id:
                     raise UsageError("--layer-id applies to a single tensor; this .pt holds a dict")
-                return dict(obj)
-            return {layer_id or path.stem: obj}
+                tensors = dict(obj)
+            else:
+                tensors = {layer_id or path.stem: obj}
+            _check_torch_tensors(path, tensors)
+            return tensors
     except UsageError:
         raise
     except Exception as exc:  # noqa: BLE001 - any reader failure is a bad input file
-        raise UsageError(f"{path}: cannot read {suffix} file: {exc}") from None
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise UsageError(f"{path}: cannot read {suffix} file: {first}") from None
     raise UsageError(f"{path}: input shall be .npy, .npz or .pt, got '{suffix or path.name}'")
+
+
+def check_output_path(path: Path) -> None:
+    """UsageError unless an output file can be written at ``path``: it is not a directory or
+    another non-regular file, and its directory exists and is writable.  The commands call
+    it before they decode or encode anything (atomic_output calls it again)."""
+    path = Path(path)
+    directory = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise UsageError(f"{path}: is a directory")
+    if path.exists() and not path.is_file():
+        raise UsageError(f"{path}: is not a regular file")
+    if not directory.exists():
+        raise UsageError(f"{path}: directory {directory} does not exist")
+    if not directory.is_dir():
+        raise UsageError(f"{path}: {directory} is not a directory")
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise UsageError(f"{path}: directory {directory} is not writable")
+
+
+class _Terminated(BaseException):
+    """SIGTERM arrived while an output file was being written (atomic_output)."""
+
+
+def _on_sigterm(signum, frame):
+    raise _Terminated()
 
 
 @contextlib.contextmanager
 def atomic_output(path: Path):
-    """Yield a temporary path beside ``path``; rename it over ``path`` only on success."""
+    """Yield a temporary path beside ``path``; rename it over ``path`` only on success.
+
+    The temporary file is removed on any failure, on Ctrl-C (KeyboardInterrupt) and on
+    SIGTERM: in the main thread a SIGTERM handler is installed while the file is written;
+    after the clean-up the previous disposition is restored and the signal raised again (by
+    default the process then ends as killed by SIGTERM)."""
+    check_output_path(path)
     directory = path.parent if str(path.parent) else Path(".")
-    if not directory.is_dir():
-        raise UsageError(f"{path}: directory {directory} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix or ".tmp",
-                               dir=directory)
-    os.close(fd)
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.getsignal(signal.SIGTERM)
+        if previous in (signal.SIG_IGN, None):   # ignored, or not set from Python: leave it
+            previous = None
+        else:
+            signal.signal(signal.SIGTERM, _on_sigterm)
+    terminated = False
     try:
-        yield Path(tmp)
-        umask = os.umask(0)       # mkstemp makes the file 0600: give it the usual mode
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix or ".tmp",
+                                   dir=directory)
+        os.close(fd)
+        try:
+            yield Path(tmp)
+            umask = os.umask(0)       # mkstemp makes the file 0600: give it the usual mode
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    except _Terminated:
+        terminated = True
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    if terminated:
+        signal.raise_signal(signal.SIGTERM)   # the previous disposition: by default, exit
+        raise SystemExit(128 + signal.SIGTERM)
 
 
 def save_tensors(path: Path, tensors: dict[str, np.ndarray]) -> None:
@@ -98,8 +195,7 @@ def save_tensors(path: Path, tensors: dict[str, np.ndarray]) -> None:
 
 
 def read_input(path: Path) -> bytes:
-    if not path.is_file():
-        raise UsageError(f"{path}: no such file")
+    check_input_file(path)
     return path.read_bytes()
 
 
@@ -114,8 +210,7 @@ def save_png(path: Path, image: np.ndarray) -> None:
 
 def load_image(path: Path, gray: bool = False) -> np.ndarray:
     """An image file (anything Pillow reads) as H x W x 3 RGB (or x 1 gray) uint8."""
-    if not path.is_file():
-        raise UsageError(f"{path}: no such file")
+    check_input_file(path)
     try:
         from PIL import Image
     except ImportError:

@@ -12,8 +12,8 @@ import numpy as np
 from ..codec import EncoderConfig, decode_all, encode, output_names, read_headers
 from ..ids import OutputKeyCollision
 from .base import EXIT_OK, UsageError
-from .io import (add_hevc_encoder_options, atomic_output, hevc_backend, load_tensors,
-                 read_input, save_png, save_tensors)
+from .io import (add_hevc_encoder_options, atomic_output, check_output_path, hevc_backend,
+                 load_tensors, read_input, save_png, save_tensors)
 
 
 def _grid(text: str) -> tuple[int, int]:
@@ -35,6 +35,7 @@ def _order(text: str) -> tuple[int, ...]:
 def cmd_encode(args) -> int:
     if Path(args.output).suffix.lower() != ".vfc":
         raise UsageError(f"{args.output}: output shall end in .vfc")
+    check_output_path(Path(args.output))
     tensors = load_tensors(Path(args.input), args.layer_id)
     if not tensors:
         raise UsageError(f"{args.input}: holds no tensor")
@@ -84,6 +85,9 @@ def cmd_decode(args) -> int:
         raise UsageError(f"{image_out}: --image writes a .png file")
     if image_out is not None and args.no_images:
         raise UsageError("--image needs the face image: drop --no-images")
+    for path in (out, image_out):
+        if path is not None:
+            check_output_path(path)
     for flag, names in (("--layer", args.layer), ("--face", args.face)):
         if names is not None and any(not n for n in names):
             raise UsageError(f"{flag} needs a name, got ''")

@@ -137,15 +137,33 @@ class Level:
     max_unit_payload: int         # len_unit_payload, bytes
     max_faces: int                # face_base units in one stream (clause 13)
     max_embedding_dim: int        # embedding_dim of a face_base()
+    # totals over the whole stream (format 1.2), checked as the units are read
+    max_decoded_bytes: int        # bytes of every output array: layers, embeddings, images
+    max_units: int                # units in the stream, skipped ones and end_of_stream included
+    max_embedding_values: int     # embedding_dim summed over every face_base unit
+
+    def capped(self, other: "Level | None" = None, **limits: int) -> "Level":
+        """These limits lowered to ``other``'s (field by field) and to ``limits``: the
+        lower limits a decoder may be configured with (clause 11.2)."""
+        values = dataclasses.asdict(self)
+        if other is not None:
+            values = {k: min(v, getattr(other, k)) for k, v in values.items()}
+        for name, value in limits.items():
+            if name not in values or name == "level_idc":
+                raise TypeError(f"no level limit {name!r}")
+            values[name] = min(values[name], value)
+        return Level(**values)
 
 
 LEVELS = {
     10: Level(10, max_layers=16, max_layer_elements=1 << 24, max_num_channels=4096,
               max_pictures=1 << 16, max_picture_size=4096, max_picture_samples=1 << 22,
               max_layer_samples=1 << 26, max_unit_payload=1 << 28, max_faces=16,
-              max_embedding_dim=4096),
+              max_embedding_dim=4096, max_decoded_bytes=1 << 28, max_units=1 << 10,
+              max_embedding_values=1 << 14),
     20: Level(20, max_layers=256, max_layer_elements=1 << 28, max_num_channels=65536,
               max_pictures=1 << 20, max_picture_size=8192, max_picture_samples=1 << 25,
               max_layer_samples=1 << 30, max_unit_payload=1 << 31, max_faces=256,
-              max_embedding_dim=65535),
+              max_embedding_dim=65535, max_decoded_bytes=1 << 32, max_units=1 << 16,
+              max_embedding_values=1 << 20),
 }

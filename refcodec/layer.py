@@ -309,20 +309,114 @@ def decode_samples(layer: Layer, backend=None) -> np.ndarray:
     return _decode_checked(layer, backend)[0]
 
 
-def reconstruct(header: LayerHeader, pictures: np.ndarray) -> np.ndarray:
+def reconstruct(header: LayerHeader, pictures: np.ndarray, *,
+                overwrite: bool = False) -> np.ndarray:
     """Planes -> tensor (clauses 9.3 and 9.4): untile, crop, undo the channel order,
-    dequantize, and return the tensor in its source dtype and layout."""
+    dequantize, and return the tensor in its source dtype and layout.
+
+    ``overwrite``: the pictures are not needed afterwards; when the tensor has their memory
+    layout and element size (2-byte dtypes at 10 and 12 bits, no tiling, padding or channel
+    order, NCHW or one channel), it is dequantized into their memory (same values)."""
+    if overwrite and _in_place(header, pictures):
+        return _dequantize_in_place(header, pictures)
     samples = packing.unpack(pictures, packing.Layout.of(header))
+    if header.source_layout == SourceLayout.NHWC and header.num_channels > 1:
+        return _dequantize_nhwc(samples, header)   # no NCHW tensor and transposed copy
     out = quant.dequantize(samples, int(header.quantizer_type), list(header.quant_params),
                            header.sample_bit_depth, NUMPY_DTYPES[header.source_dtype])
-    if header.source_layout == SourceLayout.NHWC:
-        out = np.ascontiguousarray(out.transpose(0, 2, 3, 1))
+    if header.source_layout == SourceLayout.NHWC:   # one channel: the same memory order
+        out = out.reshape(out.shape[0], out.shape[2], out.shape[3], 1)
+    return out
+
+
+def _in_place(header: LayerHeader, pictures: np.ndarray) -> bool:
+    """Whether the tensor of ``header`` can take the memory of ``pictures``."""
+    return (pictures.dtype == np.uint16 and pictures.flags.c_contiguous
+            and pictures.flags.writeable and pictures.base is None
+            and NUMPY_DTYPES[header.source_dtype].itemsize == 2
+            and header.tiles_per_picture == 1 and not header.pad_bottom
+            and not header.pad_right and header.channel_permutation is None
+            and (header.source_layout == SourceLayout.NCHW or header.num_channels == 1)
+            and pictures.shape == (header.num_slots, header.height, header.width))
+
+
+def _dequantize_in_place(header: LayerHeader, pictures: np.ndarray) -> np.ndarray:
+    """reconstruct(header, pictures) in the memory of ``pictures`` (see _in_place): each
+    block of samples is copied to an index array before its values are written over it."""
+    depth, dtype = header.sample_bit_depth, NUMPY_DTYPES[header.source_dtype]
+    params = list(header.quant_params)
+    c = header.num_channels
+    if len(params) not in (1, c):
+        raise ValueError(f"{len(params)} parameter sets for {c} channels")
+    if pictures.size and int(pictures.max()) >> depth:
+        raise ValueError(f"samples shall be below 2**{depth}")
+    qtype = int(header.quantizer_type)
+    tables = [quant.output_table(qtype, p, depth, dtype) for p in params]
+    flat = pictures.reshape(-1)
+    dest = flat.view(dtype)
+    plane = header.height * header.width
+    index = np.empty(min(quant.TAKE_BLOCK, flat.size), dtype=np.intp)
+    # one parameter set: the whole tensor as one run; else one run per channel map
+    runs = [(0, flat.size, tables[0])] if len(tables) == 1 else [
+        (s * plane, (s + 1) * plane, tables[s % c]) for s in range(header.num_slots)]
+    for start, stop, table in runs:
+        for i in range(start, stop, quant.TAKE_BLOCK):
+            j = min(i + quant.TAKE_BLOCK, stop)
+            idx = index[:j - i]
+            idx[...] = flat[i:j]
+            np.take(table, idx, out=dest[i:j], mode="wrap")
+    return dest.reshape(header.shape)
+
+
+def _dequantize_nhwc(samples: np.ndarray, header: LayerHeader) -> np.ndarray:
+    """quant.dequantize(samples, ...).transpose(0, 2, 3, 1), written directly into the N x H
+    x W x C output a block of rows at a time (the same output tables, so bit-identical): the
+    memory is the output plus a block, not the NCHW tensor and its transposed copy."""
+    n, c, h, w = samples.shape
+    depth, dtype = header.sample_bit_depth, NUMPY_DTYPES[header.source_dtype]
+    params = list(header.quant_params)
+    if len(params) not in (1, c):
+        raise ValueError(f"{len(params)} parameter sets for {c} channels")
+    if samples.dtype not in (np.uint8, np.uint16):
+        raise ValueError(f"samples shall be uint8 or uint16, got {samples.dtype}")
+    if np.iinfo(samples.dtype).max >> depth and samples.size \
+            and int(samples.max()) >> depth:
+        raise ValueError(f"samples shall be below 2**{depth}")
+    size = 1 << depth
+    # one table per parameter set, end to end: channel k reads entries k*size + q
+    tables = np.concatenate([quant.output_table(int(header.quantizer_type), p, depth, dtype)
+                             for p in params])
+    offsets = None
+    if len(params) > 1:
+        offsets = (np.arange(c, dtype=np.intp) * size).reshape(c, 1, 1)
+    out = np.empty((n, h, w, c), dtype=dtype)
+    rows = max(1, min(h, quant.TAKE_BLOCK // (c * w)))
+    block = np.empty(c * rows * w, dtype=dtype)
+    index = np.empty(c * rows * w, dtype=np.intp)
+    for i in range(n):
+        for r in range(0, h, rows):
+            src = samples[i, :, r:r + rows]          # C x rows x W
+            count = src.size
+            idx = index[:count].reshape(src.shape)
+            if offsets is None:
+                idx[...] = src
+            else:
+                np.add(src, offsets, out=idx)
+            dst = block[:count].reshape(src.shape)
+            np.take(tables, idx, out=dst, mode="wrap")
+            out[i, r:r + src.shape[1]] = dst.transpose(1, 2, 0)
     return out
 
 
 def decode_layer(layer: Layer, backend=None) -> np.ndarray:
     """reconstruct(layer.header, decode_samples(layer)), the tensor reconstructed while the
     picture MD5s are computed: it is returned only when sample_md5 matches."""
+    if layer.header.sample_bit_depth > 8 and NUMPY_DTYPES[
+            layer.header.source_dtype].itemsize == 2:
+        # a 2-byte tensor may take the pictures' memory: sample_md5 is checked first, as
+        # nothing may write to the planes while they are hashed (refcodec.threads)
+        pictures = _decode_checked(layer, backend)[0]
+        return reconstruct(layer.header, pictures, overwrite=True)
     return _decode_checked(layer, backend, lambda p: reconstruct(layer.header, p))[1]
 
 

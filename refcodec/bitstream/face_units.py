@@ -39,6 +39,15 @@ def read_face_base(reader, payload: bytes, unit_pos: int, base: int) -> None:
         f.stop(ConformanceViolation, "11.2",
                f"embedding_dim shall be at most {lvl.max_embedding_dim} at level "
                f"{lvl.level_idc}, got {dim}", "embedding_dim")
+    # the stream totals (clause 11.2), before embedding_payload is read
+    reader.embedding_values += dim
+    if reader.embedding_values > lvl.max_embedding_values:
+        f.stop(ConformanceViolation, "11.2",
+               f"the faces of the stream shall hold at most {lvl.max_embedding_values} "
+               f"embedding values in all at {reader.limits_name()}, this face_base unit "
+               f"brings them to {reader.embedding_values}", "embedding_dim")
+    reader.count_decoded(4 * dim, f"the embedding of face {face_id!r}", f.at("embedding_dim"),
+                         f"{path}.embedding_dim")
     step_ok = entropy.valid_step(c.embedding_step)
     if not step_ok:
         f.fail(ConformanceViolation, "13.3.4",
@@ -106,6 +115,9 @@ def read_face_enhancement(reader, payload: bytes, unit_pos: int, base: int) -> N
                f"the image size {w}x{h} (coded {pw}x{ph}) exceeds the limits of level "
                f"{lvl.level_idc} ({lvl.max_picture_size} per side, "
                f"{lvl.max_picture_samples} samples)", "image_height")
+    # the face image and the decoded texture, uint8 H x W x C each (clause 11.2 total)
+    reader.count_decoded(2 * h * w * ch, f"the image and texture of face {face_id!r}",
+                         f.at("image_height"), f"{path}.image_height")
     if c.predictor_type not in PredictorType.__members__.values():
         f.stop(UnsupportedFeature, "13.4.3", f"predictor_type {c.predictor_type} is reserved",
                "predictor_type")

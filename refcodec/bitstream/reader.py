@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import struct
+import zlib
 
 import construct
 
 from .. import syntax
-from ..enums import LEVELS, UNIT_SKIPPABLE, Level, Profile, UnitType
+from ..enums import DTYPE_INFO, LEVELS, UNIT_SKIPPABLE, Level, Profile, UnitType
 from ..errors import BitstreamError, ConformanceViolation, SyntaxViolation, UnsupportedFeature
 from ..records import (Face, FaceBase, FaceEnhancement, Layer, LayerHeader, SkippedUnit,
                        Stream, StreamHeader)
@@ -24,6 +26,11 @@ from . import fast
 from .base import FACE_UNITS, Checker, crc32
 from .face_units import read_face_base, read_face_enhancement
 from .layer_header import read_layer_header
+
+#: unit_type, unit_flags and len_unit_payload (clause 8.2).
+_FRAME = struct.Struct(">BBI")
+#: The unit types of this version (the face units only from version 1.1 on).
+KNOWN_UNIT_TYPES = frozenset(int(t) for t in UnitType)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,6 +74,25 @@ class Reader:
         self.version_minor = 0
         self.pending: tuple[LayerHeader, int] | None = None   # a layer_header without data
         self.seen_ids: set[str] = set()
+        # the stream totals of clause 11.2, counted as the units are read
+        self.decoded_bytes = 0
+        self.embedding_values = 0
+
+    def count_decoded(self, nbytes: int, what: str, offset: int, path: str) -> None:
+        """Add ``nbytes`` of output arrays to the stream total (max_decoded_bytes, clause
+        11.2), refused before anything is allocated for them."""
+        self.decoded_bytes += nbytes
+        limit = self.level.max_decoded_bytes
+        if self.decoded_bytes > limit:
+            self.stop(ConformanceViolation, "11.2",
+                      f"the stream decodes to at least {self.decoded_bytes} bytes with "
+                      f"{what}, more than the {limit} of {self.limits_name()}", offset, path)
+
+    def limits_name(self) -> str:
+        """The limits in force, for messages: the level, or the decoder's own limits."""
+        if self.limits_override is None:
+            return f"level {self.level.level_idc}"
+        return "the decoder's limits"
 
     # -- reporting ----------------------------------------------------------------------
     def fail(self, cls, clause, message, offset, path):
@@ -165,14 +191,38 @@ class Reader:
         view = memoryview(self.data)   # CRC-32 of each unit without copying it
         pos = syntax.STREAM_HEADER_SIZE
         index = 0
+        max_units = self.level.max_units
+        data, size, skipped = self.data, len(self.data), self.skipped
+        max_payload, overhead = self.level.max_unit_payload, syntax.UNIT_OVERHEAD
+        known = KNOWN_UNIT_TYPES if header.version_minor >= 1 else KNOWN_UNIT_TYPES - set(
+            FACE_UNITS)
         while True:
+            if index >= max_units:
+                self.stop(ConformanceViolation, "11.2",
+                          f"a stream shall hold at most {max_units} units at "
+                          f"{self.limits_name()}", pos, f"units[{index}]")
+            # an unknown skippable unit that is whole and intact: recorded in a few
+            # operations (what read_frame and check_unit_type would do for it)
+            if size - pos >= overhead:
+                unit_type, flags, length = _FRAME.unpack_from(data, pos)
+                end = pos + overhead + length
+                if (flags & 0x80 and unit_type not in known and length <= max_payload
+                        and end <= size and zlib.crc32(view[pos:end - 4])
+                        == int.from_bytes(data[end - 4:end], "big")):
+                    skipped.append(SkippedUnit(unit_type, pos, length))
+                    pos = end
+                    index += 1
+                    continue
             unit = self.read_frame(pos, index, view)
             if self.check_unit_type(unit, header):
+                if unit.unit_type == UnitType.LAYER_DATA:   # sliced once, in the reader
+                    self.read_layer_data_unit(unit, None)
+                    pos = unit.end
+                    index += 1
+                    continue
                 payload = self.data[unit.payload_pos:unit.end - 4]
                 if unit.unit_type == UnitType.LAYER_HEADER:
                     self.read_layer_header_unit(unit, payload, header)
-                elif unit.unit_type == UnitType.LAYER_DATA:
-                    self.read_layer_data_unit(unit, payload)
                 elif unit.unit_type == UnitType.FACE_BASE:
                     read_face_base(self, payload, unit.pos, unit.payload_pos)
                 elif unit.unit_type == UnitType.FACE_ENHANCEMENT:
@@ -261,11 +311,14 @@ class Reader:
                       f"layer_id {lh.layer_id!r} shall be unique in the stream",
                       unit.payload_pos + 1, f"{lpath}.layer_id")
         self.seen_ids.add(lh.layer_id)
+        self.count_decoded(lh.num_elements * DTYPE_INFO[lh.source_dtype].itemsize,
+                           f"layer {lh.layer_id!r}", unit.payload_pos, lpath)
         self.pending = (lh, unit.pos)
 
-    def read_layer_data_unit(self, unit: UnitFrame, payload: bytes) -> None:
+    def read_layer_data_unit(self, unit: UnitFrame, payload: bytes | None) -> None:
         """layer_data() (clause 8.4): sample_md5 and hevc_payload, the HEVC payload itself
-        checked later (clause 10, refcodec.hevc.params)."""
+        checked later (clause 10, refcodec.hevc.params).  ``payload`` None: sliced from the
+        stream here, hevc_payload in one copy (not the unit payload and then its tail)."""
         if self.pending is None:
             self.stop(ConformanceViolation, "8.2.6",
                       "a layer_data unit shall follow a layer_header unit", unit.pos,
@@ -279,8 +332,13 @@ class Reader:
         if length == 16:
             self.fail(ConformanceViolation, "8.4.2", "hevc_payload shall not be empty",
                       start + 16, f"{lpath}.hevc_payload")
+        if payload is None:
+            md5 = self.data[start:start + 16]
+            hevc_payload = self.data[start + 16:unit.end - 4]
+        else:
+            md5, hevc_payload = payload[:16], payload[16:]
         self.layers.append(Layer(index=len(self.layers), header=self.pending[0],
-                                 sample_md5=payload[:16], hevc_payload=payload[16:],
+                                 sample_md5=md5, hevc_payload=hevc_payload,
                                  header_offset=self.pending[1], data_offset=unit.pos,
                                  payload_offset=start + 16))
         self.pending = None

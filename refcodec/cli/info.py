@@ -12,9 +12,10 @@ from .base import EXIT_OK
 from .io import read_input
 
 
-def stream_info(data: bytes) -> dict:
-    """Every header field of a stream, its sizes and compression rates (``info --json``)."""
-    stream = read_headers(data)
+def stream_info(data: bytes, limits=None) -> dict:
+    """Every header field of a stream, its sizes and compression rates (``info --json``);
+    ``limits``: a decoder's lower limits (clause 11.2), as read_headers takes them."""
+    stream = read_headers(data, limits=limits)
     h = stream.header
     layers = []
     for layer in stream.layers:
@@ -97,7 +98,9 @@ def face_info(face) -> dict:
 
 
 def cmd_info(args) -> int:
-    info = stream_info(read_input(Path(args.input)))
+    from .layers import decoder_limits
+    data = read_input(Path(args.input))
+    info = stream_info(data, limits=decoder_limits(data, args))
     if args.json:
         print(json.dumps(info, indent=2))
         return EXIT_OK
@@ -146,4 +149,6 @@ def add_parser(sub) -> None:
     inf = sub.add_parser("info", help="print every header field, sizes and compression rate")
     inf.add_argument("input")
     inf.add_argument("--json", action="store_true", help="machine-readable output")
+    from .layers import add_limit_options
+    add_limit_options(inf, "anything is printed")
     inf.set_defaults(func=cmd_info)

@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from ..codec import EncoderConfig, decode_all, encode, output_names, read_headers
+from ..enums import LEVELS, Level
+from ..syntax import MAGIC
 from ..ids import OutputKeyCollision
 from .base import EXIT_OK, UsageError
 from .io import (add_hevc_encoder_options, atomic_output, check_output_path, hevc_backend,
@@ -30,6 +32,44 @@ def _order(text: str) -> tuple[int, ...]:
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"expected a comma-separated permutation such as 2,0,1, got {text!r}") from None
+
+
+def _byte_count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number of bytes (at least 1), got "
+                                         f"{text!r}")
+    return value
+
+
+def add_limit_options(parser, what: str = "decoding") -> None:
+    """--level and --max-output-bytes: the lower limits a decoder may set (clause 11.2)."""
+    parser.add_argument("--level", type=int, choices=sorted(LEVELS), metavar="IDC",
+                        help=f"the limits of a decoder of this level "
+                             f"({', '.join(map(str, LEVELS))}): a stream that exceeds "
+                             f"them is refused before {what} "
+                             f"(exit 3, clause 11.2)")
+    parser.add_argument("--max-output-bytes", type=_byte_count, metavar="N",
+                        help=f"refuse, before {what}, a stream whose layers and faces decode "
+                             f"to more than N bytes in all (exit 3, clause 11.2)")
+
+
+def decoder_limits(data: bytes, args) -> Level | None:
+    """The limits of --level / --max-output-bytes, each field the lower of the stream's level
+    and the option's; None without them (the stream's own level)."""
+    level, max_bytes = getattr(args, "level", None), getattr(args, "max_output_bytes", None)
+    if level is None and max_bytes is None:
+        return None
+    own = LEVELS.get(data[11]) if len(data) > 11 and data[:len(MAGIC)] == MAGIC else None
+    limits = own or LEVELS[max(LEVELS)]
+    if level is not None:
+        limits = limits.capped(LEVELS[level])
+    if max_bytes is not None:
+        limits = limits.capped(max_decoded_bytes=max_bytes)
+    return limits
 
 
 def cmd_encode(args) -> int:
@@ -91,7 +131,9 @@ def cmd_decode(args) -> int:
     for flag, names in (("--layer", args.layer), ("--face", args.face)):
         if names is not None and any(not n for n in names):
             raise UsageError(f"{flag} needs a name, got ''")
-    stream = read_headers(read_input(Path(args.input)))
+    data = read_input(Path(args.input))
+    stream = read_headers(data, limits=decoder_limits(data, args))
+    del data
     face_ids = [f.base.face_id for f in stream.faces]
     if args.face and not face_ids:
         raise UsageError("the stream holds no face")
@@ -195,5 +237,6 @@ def add_parser(sub) -> None:
     dec.add_argument("--image", metavar="OUT.png",
                      help="also write the face image (base + enhancement layer; needs the "
                           "stream's predictor) as PNG")
+    add_limit_options(dec)
     dec.add_argument("-q", "--quiet", action="store_true")
     dec.set_defaults(func=cmd_decode)

@@ -111,11 +111,21 @@ def decoder_context(frame_threads: bool = False, thread_count: int | None = None
     return ctx
 
 
+#: iter_frames gives FFmpeg's parser this many payload bytes at a time: only one chunk's
+#: parsed packets are alive, not a second copy of the whole payload.
+PARSE_CHUNK = 1 << 20
+
+
 def iter_frames(payload: bytes, frame_threads: bool = False, thread_count: int | None = None):
     """Bare FFmpeg: the frames of an Annex-B stream as they are decoded (parser flushed),
-    its parameter sets fed in the order FFmpeg needs (refcodec.hevc.feed)."""
+    its parameter sets fed in the order FFmpeg needs (refcodec.hevc.feed), PARSE_CHUNK bytes
+    at a time."""
     ctx = decoder_context(frame_threads, thread_count)
-    for packet in ctx.parse(feed.in_decoder_order(payload)) + ctx.parse(None):
+    data = feed.in_decoder_order(payload)
+    for start in range(0, len(data), PARSE_CHUNK):
+        for packet in ctx.parse(data[start:start + PARSE_CHUNK]):
+            yield from ctx.decode(packet)
+    for packet in ctx.parse(None):
         yield from ctx.decode(packet)
     yield from ctx.decode(None)
 

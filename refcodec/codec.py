@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from . import bitstream
-from .enums import LEVELS, Level, Profile
+from .enums import DTYPE_INFO, LEVELS, Level, Profile
 from .errors import EncoderInputError
 from .face.codec import FaceConfig, FaceInput, decode_faces, encode_face
 from .ids import check_id, face_output_keys, output_keys, selected_names
@@ -58,8 +58,17 @@ def _face_fits(face, level: Level) -> bool:
 def choose_level(headers: list[LayerHeader], payload_sizes: list[int], faces=()) -> Level:
     """The lowest level whose limits every layer and face satisfies; ``payload_sizes`` are
     the lengths of the layers' hevc_payloads."""
+    decoded = sum(h.num_elements * DTYPE_INFO[h.source_dtype].itemsize for h in headers) + sum(
+        4 * f.base.embedding_dim + (0 if f.enhancement is None else 2 * f.enhancement.image_height
+                                    * f.enhancement.image_width * f.enhancement.image_channels)
+        for f in faces)
+    units = 2 * len(headers) + len(faces) + sum(f.enhancement is not None for f in faces) + 1
+    values = sum(f.base.embedding_dim for f in faces)
     for level in LEVELS.values():
         if len(faces) > level.max_faces or not all(_face_fits(f, level) for f in faces):
+            continue
+        if (decoded > level.max_decoded_bytes or units > level.max_units
+                or values > level.max_embedding_values):      # the stream totals (1.2)
             continue
         if len(headers) <= level.max_layers and all(
                 16 + size <= level.max_unit_payload for size in payload_sizes) and all(
@@ -109,6 +118,14 @@ def encode(tensors, config: EncoderConfig | Mapping[str, EncoderConfig] | None =
                                                 for c in config.values()))):
         raise EncoderInputError(f"config shall be an EncoderConfig, a mapping from layer id to "
                                 f"EncoderConfig, or None; got {type(config).__name__}")
+    top = LEVELS[max(LEVELS)]
+    total = sum(int(np.prod(getattr(t, "shape", ()) or (0,))) * getattr(
+        getattr(t, "dtype", None), "itemsize", 4) for _, t in items)
+    if total > top.max_decoded_bytes:     # before any layer is coded (clause 11.2)
+        raise EncoderInputError(f"the tensors hold {total} bytes, more than the "
+                                f"{top.max_decoded_bytes} a stream of level {top.level_idc}, "
+                                f"the highest, may decode to (clause 11.2): split them into "
+                                f"several streams")
     coded = []
     for name, tensor in items:
         cfg = config.get(name, EncoderConfig()) if isinstance(config, Mapping) \

@@ -19,7 +19,7 @@ import numpy as np
 
 from . import packing, quant, threads
 from .hevc import params
-from .enums import ALLOWED_BIT_DEPTHS, DTYPE_INFO, PackingType, PadMode, QuantizerType, \
+from .enums import ALLOWED_BIT_DEPTHS, DTYPE_INFO, LEVELS, PackingType, PadMode, QuantizerType, \
     SourceDtype, SourceLayout
 from .errors import BackendError, ConformanceViolation, EncoderInputError
 from .records import Layer, LayerHeader
@@ -166,11 +166,10 @@ def sample_md5(picture_md5s: list[bytes]) -> bytes:
     return hashlib.md5(b"".join(picture_md5s)).digest()
 
 
-def _layer_header(name, x: np.ndarray, dtype: SourceDtype, cfg: EncoderConfig,
-                  params) -> LayerHeader:
-    n, c, h, w = x.shape
-    pad_b, pad_r = -h % 8, -w % 8
-    th, tw = h + pad_b, w + pad_r
+def _tile_grid(name, shape: tuple[int, int, int, int], cfg: EncoderConfig) -> tuple[int, int]:
+    """(tile_rows, tile_cols) the encoder uses for an N x C x H x W tensor."""
+    n, c, h, w = shape
+    th, tw = h + -h % 8, w + -w % 8
     if cfg.packing == "channel" or (cfg.packing == "auto" and min(th, tw) >= MIN_PICTURE_SIDE):
         if min(th, tw) < MIN_PICTURE_SIDE:
             raise EncoderInputError(
@@ -187,6 +186,38 @@ def _layer_header(name, x: np.ndarray, dtype: SourceDtype, cfg: EncoderConfig,
                 f"layer {name!r}: tile grid {rows}x{cols} gives {cols * tw}x{rows * th} "
                 f"pictures, smaller than the {MIN_PICTURE_SIDE}x{MIN_PICTURE_SIDE} libx265 "
                 f"can code")
+    return rows, cols
+
+
+def check_size(name, shape: tuple[int, int, int, int], cfg: EncoderConfig) -> None:
+    """EncoderInputError, before anything is allocated, when a tensor of ``shape`` coded
+    with ``cfg`` exceeds the limits of the highest level (clause 11.2): no decoder would
+    have to decode it, and the pictures alone could exhaust memory."""
+    n, c, h, w = shape
+    top = LEVELS[max(LEVELS)]
+    rows, cols = _tile_grid(name, shape, cfg)
+    pic_h, pic_w = rows * (h + -h % 8), cols * (w + -w % 8)
+    pictures = -(-(n * c) // (rows * cols))
+    for what, value, limit in (
+            ("elements (N*C*H*W)", n * c * h * w, top.max_layer_elements),
+            ("channels", c, top.max_num_channels),
+            ("picture side", max(pic_h, pic_w), top.max_picture_size),
+            ("picture samples", pic_h * pic_w, top.max_picture_samples),
+            ("pictures", pictures, top.max_pictures),
+            ("decoded samples", pictures * pic_h * pic_w, top.max_layer_samples)):
+        if value > limit:
+            raise EncoderInputError(
+                f"layer {name!r}: {what} {value} exceeds {limit}, the limit of level "
+                f"{top.level_idc}, the highest (clause 11.2; {pic_w}x{pic_h} pictures, tile "
+                f"grid {rows}x{cols}): split the tensor into smaller layers"
+                + (" or use a smaller tile grid" if rows * cols > 1 else ""))
+
+
+def _layer_header(name, x: np.ndarray, dtype: SourceDtype, cfg: EncoderConfig,
+                  params) -> LayerHeader:
+    n, c, h, w = x.shape
+    pad_b, pad_r = -h % 8, -w % 8
+    rows, cols = _tile_grid(name, x.shape, cfg)
     if cfg.channel_order is not None and sorted(cfg.channel_order) != list(range(c)):
         raise EncoderInputError(f"layer {name!r}: channel_order shall be a permutation of "
                                 f"0..{c - 1}")
@@ -217,6 +248,9 @@ def encode_layer(name: str, tensor, cfg: EncoderConfig,
                                 f"({cfg.layout}), got shape {tuple(arr.shape)}")
     if arr.size == 0:
         raise EncoderInputError(f"layer {name!r}: the tensor is empty {tuple(arr.shape)}")
+    shape = tuple(int(v) for v in arr.shape)
+    check_size(name, shape if cfg.layout == "NCHW" else
+               (shape[0], shape[3], shape[1], shape[2]), cfg)
     x = arr.astype(np.float32, copy=False)
     if cfg.layout == "NHWC":
         x = x.transpose(0, 3, 1, 2)

@@ -9,6 +9,7 @@ import signal
 import stat
 import tempfile
 import threading
+import warnings
 from pathlib import Path
 
 import ml_dtypes
@@ -208,6 +209,12 @@ def save_png(path: Path, image: np.ndarray) -> None:
         Image.fromarray(image[:, :, 0] if image.shape[2] == 1 else image).save(tmp, format="PNG")
 
 
+#: The largest image (width * height) encode-face reads: a 4096 x 4096 photograph. Face
+#: detection on a larger one takes minutes and gigabytes (measured: 12000 x 12000, 146 s,
+#: 6.9 GB) for a face the detector finds at this size too.
+MAX_IMAGE_PIXELS = 4096 * 4096
+
+
 def load_image(path: Path, gray: bool = False) -> np.ndarray:
     """An image file (anything Pillow reads) as H x W x 3 RGB (or x 1 gray) uint8."""
     check_input_file(path)
@@ -216,8 +223,19 @@ def load_image(path: Path, gray: bool = False) -> np.ndarray:
     except ImportError:
         raise UsageError("reading images needs Pillow: pip install 'refcodec[face]'") from None
     try:
-        with Image.open(path) as img:
+        with warnings.catch_warnings():   # the size is checked here, one line on error
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(path)        # reads the header only
+        with img:
+            width, height = img.size
+            if width * height > MAX_IMAGE_PIXELS:
+                raise UsageError(
+                    f"{path}: the image is {width}x{height}, more than the "
+                    f"{MAX_IMAGE_PIXELS // 10**6} million pixels refcodec reads for a face; "
+                    f"crop or scale it down first")
             arr = np.asarray(img.convert("L" if gray else "RGB"), dtype=np.uint8)
+    except UsageError:
+        raise
     except Exception as exc:  # noqa: BLE001 - any reader failure is a bad input file
         raise UsageError(f"{path}: cannot read the image: {exc}") from None
     return arr[:, :, None] if arr.ndim == 2 else arr

@@ -25,6 +25,7 @@ from ..enums import (LEVELS, PackingType, PredictorType, QuantizerType, SourceDt
                      SourceLayout, UnitType)
 from ..errors import RefcodecError
 from ..ids import OutputKeyCollision, output_keys
+from ..layer import check_size
 from ..face import texture as face_texture
 from ..hevc import edit as hevc_edit
 from ..records import Stream
@@ -158,6 +159,9 @@ def _code_valid(f: Features, tensors: Mapping[str, object] | None,
     where = f"stream {f.name}"
     try:
         if tensors is None:
+            if f.layers:      # sizes against the levels before any synthetic data exists
+                check_size(f.name, (f.batch, f.channels, f.height, f.width),
+                           f.encoder_config(f.channels))
             items = feature_tensors(f)
             configs = {k: f.encoder_config(f.channels) for k in items}
         else:

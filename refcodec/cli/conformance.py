@@ -93,10 +93,76 @@ def cmd_conformance_generate(args) -> int:
     return EXIT_OK
 
 
+#: The longest --timeout (seconds): one day.
+_MAX_TIMEOUT = 86400.0
+
+
+def _run_timeout(text: str) -> float:
+    import argparse
+    import math
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not math.isfinite(value) or not 0 < value <= _MAX_TIMEOUT:
+        raise argparse.ArgumentTypeError(f"{text!r}: shall be more than 0 and at most "
+                                         f"{_MAX_TIMEOUT:g} seconds")
+    return value
+
+
+def _run_jobs(text: str) -> int:
+    import argparse
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: shall be at least 1")
+    return value
+
+
+def _run_suite_path(suite: str | None) -> Path:
+    """--suite, or conformance/manifest.json of the current directory; when that does not
+    exist, the error names the suite of the repository refcodec runs from (if any)."""
+    if suite is not None:
+        return Path(suite)
+    path = Path("conformance/manifest.json")
+    if not path.is_file():
+        repo = Path(__file__).resolve().parents[2] / "conformance" / "manifest.json"
+        hint = (f"; the repository's suite is {repo}: pass --suite {repo}" if repo.is_file()
+                else "; pass --suite MANIFEST")
+        raise UsageError(f"{path}: no such manifest in the current directory (the default "
+                         f"--suite){hint}")
+    return path
+
+
+def _check_json_path(path: Path) -> None:
+    """--json is refused before anything runs when it cannot be written."""
+    import os
+    directory = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise UsageError(f"--json {path}: is a directory")
+    if not directory.is_dir():
+        raise UsageError(f"--json {path}: directory {directory} does not exist")
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise UsageError(f"--json {path}: directory {directory} is not writable")
+
+
 def cmd_conformance_run(args) -> int:
+    import sys
+    import threading
     from .. import conformance as conf
+    from ..conformance import runner
     if args.jobs < 1 or args.timeout <= 0:
         raise UsageError("--jobs shall be at least 1 and --timeout positive")
+    suite = _run_suite_path(args.suite)
+    if args.json:
+        _check_json_path(Path(args.json))
+    printing = threading.Lock()
+
+    def progress(result, done, total):
+        with printing:
+            print(runner.progress_line(result, done, total), file=sys.stderr, flush=True)
     try:
         decoder, has_output, has_planes = conf.command_decoder(args.decoder, args.timeout)
         if args.planes and not has_planes:
@@ -104,10 +170,16 @@ def cmd_conformance_run(args) -> int:
         if not args.planes and not has_output:
             raise UsageError("--decoder has no {output} placeholder (a decoder that writes "
                              "only planes runs with --planes)")
-        results = conf.run_suite(Path(args.suite), decoder, outputs=has_output,
-                                 planes=has_planes, streams=args.streams or (), jobs=args.jobs)
+        with runner.handle_signals():
+            results = conf.run_suite(suite, decoder, outputs=has_output, planes=has_planes,
+                                     streams=args.streams or (), jobs=args.jobs,
+                                     progress=None if args.quiet else progress)
     except conf.SuiteError as exc:
         raise UsageError(str(exc)) from None
+    except runner.RunInterrupted as exc:
+        print(f"refcodec: interrupted by signal {exc.signum}: decoders killed, temporary "
+              f"folders removed", file=sys.stderr)
+        return 128 + exc.signum
     results["decoder"] = args.decoder
     print(conf.format_results(results, args.decoder))
     if args.json:
@@ -172,14 +244,19 @@ def add_parser(sub) -> None:
     run.add_argument("--decoder", required=True, metavar="CMD",
                      help="command line with {input}, {output} (tensors, .npz) and/or "
                           "{planes} (decoded pictures, .npz); run without a shell")
-    run.add_argument("--suite", default="conformance/manifest.json", metavar="MANIFEST")
+    run.add_argument("--suite", metavar="MANIFEST",
+                     help="the suite's manifest (default: conformance/manifest.json)")
     run.add_argument("--json", metavar="FILE", help="write the results as JSON")
     run.add_argument("--planes", action="store_true",
                      help="tier-1 decoder: check the {planes} output; {output} is optional")
-    run.add_argument("--timeout", type=float, default=120.0, help="seconds per stream")
-    run.add_argument("-j", "--jobs", type=int, default=1, help="streams decoded in parallel")
+    run.add_argument("--timeout", type=_run_timeout, default=120.0,
+                     help="seconds per stream (more than 0, at most one day; default 120)")
+    run.add_argument("-j", "--jobs", type=_run_jobs, default=1,
+                     help="streams decoded in parallel")
     run.add_argument("--streams", action="append", metavar="PATTERN",
                      help="only the streams whose name matches (fnmatch; repeatable)")
+    run.add_argument("-q", "--quiet", action="store_true",
+                     help="no progress line per stream on stderr")
     run.set_defaults(func=cmd_conformance_run)
 
     planes = csub.add_parser("planes", help="decode a stream's HEVC pictures (after every "

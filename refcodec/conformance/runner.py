@@ -8,17 +8,22 @@ the results record.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import dataclasses
 import fnmatch
 import hashlib
 import math
 import os
 import re
+import selectors
 import shlex
+import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
+import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -74,37 +79,224 @@ def command_decoder(template: str, timeout: float = 120.0) -> tuple[Decoder, boo
             arg = arg.replace("{output}", str(output)) if output else arg
             arg = arg.replace("{planes}", str(planes)) if planes else arg
             args.append(arg)
+        if _cancelled.is_set():
+            return DecoderRun(None, "interrupted")
         started = time.perf_counter()
         try:
+            # its own session and process group: a timeout or a signal of the runner kills
+            # every process it started; stdout is not read, stderr only its last 64 KiB
             proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                     stderr=subprocess.PIPE, start_new_session=True)
         except OSError as exc:
             raise SuiteError(f"--decoder: cannot run {args[0]!r}: {exc.strerror or exc}") \
                 from None
+        _running.add(proc)
         try:
-            _, err = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
+            timed_out, err = _wait_bounded(proc, timeout)
+        finally:
             _kill_group(proc)
-            return DecoderRun(None, f"timed out after {timeout:g} s",
-                              time.perf_counter() - started)
-        return DecoderRun(proc.returncode, err.decode("utf-8", "replace"),
-                          time.perf_counter() - started)
+            _running.discard(proc)
+            proc.stderr.close()
+        seconds = time.perf_counter() - started
+        if _cancelled.is_set():
+            return DecoderRun(None, "interrupted", seconds)
+        if timed_out:
+            return DecoderRun(None, f"timed out after {timeout:g} s", seconds)
+        return DecoderRun(proc.returncode, err.decode("utf-8", "replace"), seconds)
     return run, has_output, has_planes
 
 
+#: How much of a decoder's error output the runner keeps (its end).
+STDERR_LIMIT = 64 * 1024
+#: How long the runner still reads the error output once the decoder has exited (a
+#: process it left behind, outside its process group, may hold the pipe open).
+EXIT_GRACE = 1.0
+
+#: The decoders running now (killed by ``interrupt``) and the temporary folders of the
+#: streams being run (removed by ``remove_temporary``).
+_running: set[subprocess.Popen] = set()
+_temporary: set[str] = set()
+_cancelled = threading.Event()
+
+
+def _exited(proc: subprocess.Popen) -> bool:
+    """Whether the decoder has exited, without reaping it while its group may live on (the
+    zombie keeps its process group id from being reused before ``_kill_group``)."""
+    if proc.returncode is not None:
+        return True
+    if hasattr(os, "waitid"):
+        try:
+            return os.waitid(os.P_PID, proc.pid,
+                             os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+        except ChildProcessError:
+            return proc.poll() is not None
+    return proc.poll() is not None  # pragma: no cover - not POSIX
+
+
+def _wait_bounded(proc: subprocess.Popen, timeout: float) -> tuple[bool, bytes]:
+    """Wait for the decoder, reading the last STDERR_LIMIT bytes of its error output;
+    (timed out, the error output).  Never waits for the end of the pipe more than
+    EXIT_GRACE seconds after the decoder exited."""
+    fd = proc.stderr.fileno()
+    os.set_blocking(fd, False)
+    kept = bytearray()
+    deadline = time.monotonic() + timeout
+    exited_at = None
+    eof = False
+    with selectors.DefaultSelector() as sel:
+        sel.register(fd, selectors.EVENT_READ)
+        while True:
+            now = time.monotonic()
+            if exited_at is None and _exited(proc):
+                exited_at = now
+            if exited_at is not None and (eof or now - exited_at > EXIT_GRACE):
+                break
+            if _cancelled.is_set():
+                return True, bytes(kept)
+            if exited_at is None and now >= deadline:
+                return True, bytes(kept)
+            if eof:
+                time.sleep(min(0.02, max(0.0, deadline - now)))
+                continue
+            limit = deadline if exited_at is None else exited_at + EXIT_GRACE
+            if not sel.select(min(0.1, max(0.0, limit - now))):
+                continue
+            try:
+                chunk = os.read(fd, 65536)
+            except BlockingIOError:
+                continue
+            if not chunk:
+                eof = True
+                sel.unregister(fd)
+                continue
+            kept += chunk
+            if len(kept) > 2 * STDERR_LIMIT:
+                del kept[:-STDERR_LIMIT]
+    return False, bytes(kept[-STDERR_LIMIT:])
+
+
 def _kill_group(proc: subprocess.Popen) -> None:
-    """Kill a timed-out decoder with every process it started (its own session)."""
+    """Kill the decoder with every process of its group (its own session), then reap it."""
     try:
         if hasattr(os, "killpg"):
             os.killpg(proc.pid, signal.SIGKILL)
         else:  # pragma: no cover - not POSIX
             proc.kill()
-    except ProcessLookupError:
+    except (ProcessLookupError, PermissionError):
         pass
-    proc.communicate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:  # pragma: no cover - an unkillable process
+        pass
 
 
-def _load_arrays(path: Path) -> dict[str, np.ndarray] | np.ndarray:
+class RunInterrupted(BaseException):
+    """The runner received SIGINT or SIGTERM (``handle_signals``); its decoders are killed."""
+
+    def __init__(self, signum: int):
+        super().__init__(f"interrupted by signal {signum}")
+        self.signum = signum
+
+
+def interrupt() -> None:
+    """Stop the run: no decoder starts any more and the running ones are killed with their
+    process groups (safe in a signal handler)."""
+    _cancelled.set()
+    for proc in list(_running):
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError, AttributeError):
+            pass
+
+
+def remove_temporary() -> None:
+    """Remove the temporary folders of the streams being run."""
+    for path in list(_temporary):
+        shutil.rmtree(path, ignore_errors=True)
+        _temporary.discard(path)
+
+
+@contextlib.contextmanager
+def handle_signals():
+    """While the block runs, SIGINT and SIGTERM kill the running decoders and raise
+    RunInterrupted in the main thread; on leaving, the handlers are restored and the
+    temporary folders removed.  Only for a command-line run (the main thread)."""
+    def handler(signum, frame):
+        if _cancelled.is_set():
+            return              # already stopping: a second signal changes nothing
+        interrupt()
+        raise RunInterrupted(signum)
+    _cancelled.clear()
+    signums = ([signal.SIGINT, signal.SIGTERM]
+               if threading.current_thread() is threading.main_thread() else [])
+    previous = {s: signal.signal(s, handler) for s in signums}
+    try:
+        yield
+    finally:
+        interrupt()
+        for s, old in previous.items():
+            signal.signal(s, old)
+        remove_temporary()
+        _cancelled.clear()
+
+
+class OutputTooLarge(ValueError):
+    """An output array whose header declares more values than the manifest expects."""
+
+
+#: Values an array the manifest does not expect may hold (it is loaded only to be reported).
+UNEXPECTED_LIMIT = 1 << 16
+#: Bytes per value an output array may declare (float64, int64).
+_MAX_ITEMSIZE = 8
+
+
+def _npy_header(fp) -> tuple[tuple[int, ...], np.dtype]:
+    """The shape and dtype an .npy header declares (the data is not read)."""
+    version = np.lib.format.read_magic(fp)
+    if version == (1, 0):
+        shape, _, dtype = np.lib.format.read_array_header_1_0(fp)
+    elif version == (2, 0):
+        shape, _, dtype = np.lib.format.read_array_header_2_0(fp)
+    elif version == (3, 0) and hasattr(np.lib.format, "_read_array_header"):
+        shape, _, dtype = np.lib.format._read_array_header(fp, version)
+    else:
+        raise ValueError(f".npy format version {version} not supported")
+    return tuple(shape), dtype
+
+
+def _check_declared(key: str | None, shape, dtype: np.dtype, limit: int) -> None:
+    count = math.prod(shape)
+    if dtype.hasobject or count > limit or count * dtype.itemsize > limit * _MAX_ITEMSIZE:
+        what = f"array {key}" if key is not None else "the array"
+        raise OutputTooLarge(f"{what} declares {dtype}{list(shape)} ({count} values), more "
+                             f"than the {limit} the manifest expects: not loaded")
+
+
+def _check_headers(path: Path, limits: Mapping[str, int]) -> None:
+    """Refuse, from the .npy headers alone, an output whose arrays declare more values
+    than the manifest expects (``limits``: the values of each array name; another name may
+    hold UNEXPECTED_LIMIT values; a plain .npy as many as the largest)."""
+    with open(path, "rb") as fh:
+        magic = fh.read(len(np.lib.format.MAGIC_PREFIX))
+        fh.seek(0)
+        if magic == np.lib.format.MAGIC_PREFIX:
+            shape, dtype = _npy_header(fh)
+            _check_declared(None, shape, dtype, max(limits.values(), default=UNEXPECTED_LIMIT))
+            return
+    if not zipfile.is_zipfile(path):
+        return                  # np.load reports what it is not
+    with zipfile.ZipFile(path) as zf:
+        for info in zf.infolist():
+            key = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
+            with zf.open(info) as member:
+                shape, dtype = _npy_header(member)
+            _check_declared(key, shape, dtype, limits.get(key, UNEXPECTED_LIMIT))
+
+
+def _load_arrays(path: Path, limits: Mapping[str, int] | None = None
+                 ) -> dict[str, np.ndarray] | np.ndarray:
+    if limits is not None:
+        _check_headers(path, limits)
     loaded = np.load(path, allow_pickle=False)
     if isinstance(loaded, np.lib.npyio.NpzFile):
         with loaded:
@@ -296,13 +488,30 @@ def check_faces(arrays: Mapping[str, np.ndarray], reference: Mapping[str, np.nda
     return reasons, tiers, notes
 
 
+def _expected_sizes(stream: dict, *, planes: bool) -> dict[str, int]:
+    """The number of values of each array a decoder's output (or planes) file may hold."""
+    sizes = {}
+    for layer in stream["layers"]:
+        pics = layer["pictures"]
+        sizes[layer["layer_id"]] = (pics["count"] * pics["height"] * pics["width"] if planes
+                                    else math.prod(layer["shape"]))
+    for face in stream.get("faces", []):
+        emb_key, image_key, texture_key = face_keys(face["face_id"])
+        sizes[emb_key] = face["embedding_dim"]
+        if face.get("enhancement") is not None:
+            sizes[image_key] = sizes[texture_key] = math.prod(face["enhancement"]["image_shape"])
+    return sizes
+
+
 def check_planes(path: Path, stream: dict, notes: list[str] | None = None) -> list[str]:
     """Tier 1 (clause 12.2): the decoder's pictures against planes_md5 and its face textures
     against texture_md5; failure reasons (notes on allowed differences go to ``notes``)."""
     if not path.is_file():
         return ["wrote no planes file"]
     try:
-        arrays = _load_arrays(path)
+        arrays = _load_arrays(path, _expected_sizes(stream, planes=True))
+    except OutputTooLarge as exc:
+        return [f"planes file refused: {exc}"]
     except Exception as exc:  # noqa: BLE001 - any unreadable file is a failure of the decoder
         return [f"planes file unreadable: {exc}"]
     enhanced = [f for f in stream.get("faces", []) if f.get("enhancement") is not None]
@@ -349,7 +558,9 @@ def check_output(path: Path, manifest_dir: Path, stream: dict,
     if not path.is_file():
         return ["wrote no output file"], ""
     try:
-        arrays = _load_arrays(path)
+        arrays = _load_arrays(path, _expected_sizes(stream, planes=False))
+    except OutputTooLarge as exc:
+        return [f"output file refused: {exc}"], ""
     except Exception as exc:  # noqa: BLE001
         return [f"output file unreadable: {exc}"], ""
     faces = stream.get("faces", [])
@@ -406,10 +617,11 @@ def run_stream(stream: dict, manifest_dir: Path, decoder: Decoder, *, outputs: b
     if not path.is_file():
         result["reasons"].append(f"stream file {stream['file']} missing")
         return result
+    path = path.resolve()       # run_suite checked that it stays inside the suite directory
     if hashlib.sha256(path.read_bytes()).hexdigest() != stream["sha256"]:
         result["reasons"].append(f"stream file {stream['file']} does not match its sha256")
         return result
-    with tempfile.TemporaryDirectory(prefix="vfc-conformance-") as tmp:
+    with _stream_folder() as tmp:
         out = Path(tmp) / f"{stream['name']}.npz" if outputs else None
         pl = Path(tmp) / f"{stream['name']}.planes.npz" if planes else None
         run = decoder(path, out, pl)
@@ -459,11 +671,40 @@ def run_stream(stream: dict, manifest_dir: Path, decoder: Decoder, *, outputs: b
     return result
 
 
+@contextlib.contextmanager
+def _stream_folder():
+    """A temporary folder for one stream's outputs, removed on leaving (and by
+    ``remove_temporary`` when the run is interrupted)."""
+    tmp = tempfile.mkdtemp(prefix="vfc-conformance-")
+    _temporary.add(tmp)
+    try:
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        _temporary.discard(tmp)
+
+
+def _check_inside(manifest_path: Path, streams: Sequence[dict]) -> None:
+    """Refuse a suite whose stream or reference file (a symbolic link, or under one)
+    resolves outside the suite directory."""
+    root = manifest_path.parent.resolve()
+    for stream in streams:
+        for name in (stream["file"], stream.get("reference")):
+            if name is None or not (manifest_path.parent / name).exists():
+                continue
+            target = (manifest_path.parent / name).resolve()
+            if not target.is_relative_to(root):
+                raise SuiteError(f"{manifest_path}: stream {stream['name']}: {name} resolves "
+                                 f"outside the suite directory")
+
+
 def run_suite(manifest_path: Path, decoder: Decoder, *, outputs: bool = True,
               planes: bool = False, streams: Sequence[str] = (), jobs: int = 1,
-              progress: Callable[[dict], None] | None = None) -> dict:
+              progress: Callable[[dict, int, int], None] | None = None) -> dict:
     """Run ``decoder`` on every stream of a manifest (or those whose name matches one of
-    the fnmatch patterns ``streams``); the results record (see conformance/README.md)."""
+    the fnmatch patterns ``streams``); the results record (see conformance/README.md).
+    ``progress(result, done, total)`` is called as each stream finishes (from the worker
+    thread)."""
     manifest_path = Path(manifest_path)
     manifest = load_manifest(manifest_path)
     selected = [s for s in manifest["streams"]
@@ -472,16 +713,27 @@ def run_suite(manifest_path: Path, decoder: Decoder, *, outputs: bool = True,
         raise SuiteError(f"no stream of {manifest_path} matches {', '.join(streams)}")
     if not outputs and not planes:
         raise SuiteError("the decoder shall write {output} or {planes}")
+    _check_inside(manifest_path, selected)
     started = time.perf_counter()
+    lock, done = threading.Lock(), [0]
 
     def one(stream):
+        if _cancelled.is_set():
+            return {"name": stream["name"], "valid": stream["valid"], "status": "FAIL",
+                    "tier": None, "reasons": ["interrupted"]}
         result = run_stream(stream, manifest_path.parent, decoder, outputs=outputs,
                             planes=planes)
         if progress:
-            progress(result)
+            with lock:
+                done[0] += 1
+                progress(result, done[0], len(selected))
         return result
-    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs))
+    try:
         results = list(pool.map(one, selected))
+    finally:
+        # on an error or an interruption the streams not started are not run
+        pool.shutdown(wait=True, cancel_futures=True)
     summary = {"total": len(results),
                "passed": sum(r["status"] == "PASS" for r in results),
                "failed": sum(r["status"] != "PASS" for r in results)}
@@ -496,6 +748,27 @@ def run_suite(manifest_path: Path, decoder: Decoder, *, outputs: bool = True,
             "checks": {"tensors": outputs, "planes": planes},
             "seconds": round(time.perf_counter() - started, 3),
             "summary": summary, "results": results}
+
+
+#: Terminal escape sequences (CSI, OSC/DCS/APC/PM/SOS strings, two-byte ESC sequences) and
+#: the control characters (C0, DEL, C1) a decoder's message or a stream name may carry.
+_ESCAPES = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]?|\x1b[\]PX^_].*?(?:\x07|\x1b\\|$)"
+                      r"|\x1b[ -/]*[0-~]?|[\x00-\x1f\x7f-\x9f]", re.S)
+
+
+def printable(text: str) -> str:
+    """``text`` without terminal control: what the runner prints of a decoder's output."""
+    return _ESCAPES.sub("", str(text))
+
+
+def progress_line(result: dict, done: int, total: int) -> str:
+    """The line printed as a stream finishes: ``[12/172] name PASS (0.4 s)``."""
+    line = f"[{done}/{total}] {printable(result['name'])} {result['status']}"
+    if "seconds" in result:
+        line += f" ({result['seconds']:.1f} s)"
+    if result["status"] != "PASS" and result["reasons"]:
+        line += ": " + printable(result["reasons"][0])[:200]
+    return line
 
 
 def format_results(results: dict, decoder_name: str) -> str:
@@ -513,10 +786,11 @@ def format_results(results: dict, decoder_name: str) -> str:
                 detail += " (clause not in the message)"
         else:
             detail = "; ".join(r["reasons"])
-        rows.append((r["name"], "yes" if r["valid"] else "no", r["status"], detail))
+        rows.append((printable(r["name"]), "yes" if r["valid"] else "no", r["status"],
+                     printable(detail)))
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
-    lines = [f"Suite {results['suite']} (VFC {results['format_version']}), decoder: "
-             f"{decoder_name}", ""]
+    lines = [printable(f"Suite {results['suite']} (VFC {results['format_version']}), "
+                       f"decoder: {decoder_name}"), ""]
     for i, row in enumerate(rows):
         lines.append("  ".join(cell.ljust(w) for cell, w in zip(row[:3], widths)) + "  "
                      + row[3])

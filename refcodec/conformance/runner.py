@@ -32,6 +32,7 @@ import numpy as np
 
 from ..codec import NUMPY_DTYPES
 from ..face import texture as face_texture
+from ..processes import kill_group
 from .checksums import planes_md5_hex, tensor_bits
 from .errors import SuiteError
 from .features import DTYPE_NAMES
@@ -94,7 +95,7 @@ def command_decoder(template: str, timeout: float = 120.0) -> tuple[Decoder, boo
         try:
             timed_out, err = _wait_bounded(proc, timeout)
         finally:
-            _kill_group(proc)
+            kill_group(proc)
             _running.discard(proc)
             proc.stderr.close()
         seconds = time.perf_counter() - started
@@ -121,7 +122,7 @@ _cancelled = threading.Event()
 
 def _exited(proc: subprocess.Popen) -> bool:
     """Whether the decoder has exited, without reaping it while its group may live on (the
-    zombie keeps its process group id from being reused before ``_kill_group``)."""
+    zombie keeps its process group id from being reused before ``kill_group``)."""
     if proc.returncode is not None:
         return True
     if hasattr(os, "waitid"):
@@ -173,21 +174,6 @@ def _wait_bounded(proc: subprocess.Popen, timeout: float) -> tuple[bool, bytes]:
             if len(kept) > 2 * STDERR_LIMIT:
                 del kept[:-STDERR_LIMIT]
     return False, bytes(kept[-STDERR_LIMIT:])
-
-
-def _kill_group(proc: subprocess.Popen) -> None:
-    """Kill the decoder with every process of its group (its own session), then reap it."""
-    try:
-        if hasattr(os, "killpg"):
-            os.killpg(proc.pid, signal.SIGKILL)
-        else:  # pragma: no cover - not POSIX
-            proc.kill()
-    except (ProcessLookupError, PermissionError):
-        pass
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:  # pragma: no cover - an unkillable process
-        pass
 
 
 class RunInterrupted(BaseException):

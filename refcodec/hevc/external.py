@@ -99,7 +99,6 @@ import hashlib
 import os
 import re
 import shlex
-import signal
 import string
 import subprocess
 import tempfile
@@ -110,6 +109,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import BackendError, ConformanceViolation, EncoderInputError
+from ..processes import kill_group
 from . import params, slices
 from .annexb import (SPS_NUT, VPS_NUT, emulation_prevention, nal_unit_type, rbsp,
                      split_nal_units_with_offsets)
@@ -281,17 +281,6 @@ def _last_line(text: str, limit: int = 300) -> str:
     return line if len(line) <= limit else line[:limit] + "..."
 
 
-def _kill_group(proc: subprocess.Popen) -> None:
-    """Kill the encoder and every process of its session's process group."""
-    try:
-        if hasattr(os, "killpg"):
-            os.killpg(proc.pid, signal.SIGKILL)
-        else:  # pragma: no cover - not POSIX
-            proc.kill()
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
 @dataclasses.dataclass
 class Run:
     """What one encoder run did."""
@@ -336,7 +325,7 @@ def run_command(args: list[str], *, cwd: Path, timeout: float, name: str,
                         time.monotonic() >= error_deadline else ""
                     break
     finally:
-        _kill_group(proc)
+        kill_group(proc, reap=False)
         proc.wait()
         for tail in tails:
             tail.join(timeout=5)

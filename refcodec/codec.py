@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from . import bitstream
-from .enums import DTYPE_INFO, LEVELS, Level, Profile
+from .enums import LEVELS, Level, Profile
 from .errors import EncoderInputError
 from .face.codec import FaceConfig, FaceInput, decode_faces, encode_face
 from .ids import check_id, face_output_keys, output_keys, selected_names
@@ -22,7 +22,7 @@ from .layer import (  # noqa: F401 - the layer pipeline's names, as refcodec.cod
     MIN_PICTURE_SIDE, NUMPY_DTYPES, EncoderConfig, decode_layer, decode_pictures,
     decode_samples, encode_layer, payload_violations, planes_md5, rebase, reconstruct,
     sample_md5, sample_md5_violation)
-from .records import LayerHeader, Stream, StreamHeader
+from .records import LayerHeader, Stream, StreamHeader, embedding_bytes, face_image_bytes
 from .syntax import FACE_VERSION_MINOR, VERSION_MAJOR
 
 
@@ -58,9 +58,9 @@ def _face_fits(face, level: Level) -> bool:
 def choose_level(headers: list[LayerHeader], payload_sizes: list[int], faces=()) -> Level:
     """The lowest level whose limits every layer and face satisfies; ``payload_sizes`` are
     the lengths of the layers' hevc_payloads."""
-    decoded = sum(h.num_elements * DTYPE_INFO[h.source_dtype].itemsize for h in headers) + sum(
-        4 * f.base.embedding_dim + (0 if f.enhancement is None else 2 * f.enhancement.image_height
-                                    * f.enhancement.image_width * f.enhancement.image_channels)
+    decoded = sum(h.output_bytes for h in headers) + sum(
+        embedding_bytes(f.base.embedding_dim)
+        + (0 if f.enhancement is None else face_image_bytes(*f.enhancement.image_shape))
         for f in faces)
     units = 2 * len(headers) + len(faces) + sum(f.enhancement is not None for f in faces) + 1
     values = sum(f.base.embedding_dim for f in faces)
@@ -72,13 +72,8 @@ def choose_level(headers: list[LayerHeader], payload_sizes: list[int], faces=())
             continue
         if len(headers) <= level.max_layers and all(
                 16 + size <= level.max_unit_payload for size in payload_sizes) and all(
-                h.num_elements <= level.max_layer_elements
-                and h.num_channels <= level.max_num_channels
-                and h.num_pictures <= level.max_pictures
-                and max(h.picture_width, h.picture_height) <= level.max_picture_size
-                and h.picture_width * h.picture_height <= level.max_picture_samples
-                and h.num_pictures * h.picture_width * h.picture_height
-                <= level.max_layer_samples
+                level.layer_excess(h.num_elements, h.num_channels, h.picture_width,
+                                   h.picture_height, h.num_pictures) is None
                 for h in headers):
             return level
     raise EncoderInputError("the tensors or faces exceed the limits of every level (clause "

@@ -142,6 +142,23 @@ class Level:
     max_units: int                # units in the stream, skipped ones and end_of_stream included
     max_embedding_values: int     # embedding_dim summed over every face_base unit
 
+    def layer_excess(self, elements: int, channels: int, picture_width: int,
+                     picture_height: int, pictures: int) -> tuple[str, int, int] | None:
+        """The first per-layer limit a layer of these sizes exceeds, as (what, value,
+        limit), or None when it fits (the encoder's view of clause 11.2; the reader checks
+        the same limits field by field as it reads them)."""
+        for what, value, limit in (
+                ("elements (N*C*H*W)", elements, self.max_layer_elements),
+                ("channels", channels, self.max_num_channels),
+                ("picture side", max(picture_width, picture_height), self.max_picture_size),
+                ("picture samples", picture_width * picture_height, self.max_picture_samples),
+                ("pictures", pictures, self.max_pictures),
+                ("decoded samples", pictures * picture_width * picture_height,
+                 self.max_layer_samples)):
+            if value > limit:
+                return what, value, limit
+        return None
+
     def capped(self, other: "Level | None" = None, **limits: int) -> "Level":
         """These limits lowered to ``other``'s (field by field) and to ``limits``: the
         lower limits a decoder may be configured with (clause 11.2)."""

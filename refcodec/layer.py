@@ -19,6 +19,8 @@ import numpy as np
 
 from . import packing, quant, threads
 from .hevc import params
+from .hevc.annexb import hash_layout as _hash_layout
+from .hevc.annexb import planes_md5
 from .enums import ALLOWED_BIT_DEPTHS, DTYPE_INFO, LEVELS, PackingType, PadMode, QuantizerType, \
     SourceDtype, SourceLayout
 from .errors import BackendError, ConformanceViolation, EncoderInputError
@@ -148,19 +150,6 @@ def _as_numpy(x, name: str) -> tuple[np.ndarray, SourceDtype]:
 # Encoder
 # ------------------------------------------------------------------------------------
 
-def _hash_layout(pictures: np.ndarray, bit_depth: int) -> np.ndarray:
-    """The planes as picture_md5 reads them: one byte per sample at 8-bit, two bytes
-    little-endian otherwise (clause 8.4.1); no copy when they are so already."""
-    dtype = np.dtype(np.uint8) if bit_depth == 8 else np.dtype("<u2")
-    return np.ascontiguousarray(pictures, dtype=dtype)
-
-
-def planes_md5(pictures: np.ndarray, bit_depth: int) -> list[bytes]:
-    """H.265 picture_md5 of each plane: samples in raster order, one byte each at 8-bit,
-    two bytes little-endian otherwise (clause 8.4.1)."""
-    return threads.md5_beside(_hash_layout(pictures, bit_depth))[0]
-
-
 def sample_md5(picture_md5s: list[bytes]) -> bytes:
     """sample_md5 (clause 8.4.1): MD5 of the concatenated picture MD5s in output order."""
     return hashlib.md5(b"".join(picture_md5s)).digest()
@@ -198,19 +187,14 @@ def check_size(name, shape: tuple[int, int, int, int], cfg: EncoderConfig) -> No
     rows, cols = _tile_grid(name, shape, cfg)
     pic_h, pic_w = rows * (h + -h % 8), cols * (w + -w % 8)
     pictures = -(-(n * c) // (rows * cols))
-    for what, value, limit in (
-            ("elements (N*C*H*W)", n * c * h * w, top.max_layer_elements),
-            ("channels", c, top.max_num_channels),
-            ("picture side", max(pic_h, pic_w), top.max_picture_size),
-            ("picture samples", pic_h * pic_w, top.max_picture_samples),
-            ("pictures", pictures, top.max_pictures),
-            ("decoded samples", pictures * pic_h * pic_w, top.max_layer_samples)):
-        if value > limit:
-            raise EncoderInputError(
-                f"layer {name!r}: {what} {value} exceeds {limit}, the limit of level "
-                f"{top.level_idc}, the highest (clause 11.2; {pic_w}x{pic_h} pictures, tile "
-                f"grid {rows}x{cols}): split the tensor into smaller layers"
-                + (" or use a smaller tile grid" if rows * cols > 1 else ""))
+    excess = top.layer_excess(n * c * h * w, c, pic_w, pic_h, pictures)
+    if excess is not None:
+        what, value, limit = excess
+        raise EncoderInputError(
+            f"layer {name!r}: {what} {value} exceeds {limit}, the limit of level "
+            f"{top.level_idc}, the highest (clause 11.2; {pic_w}x{pic_h} pictures, tile "
+            f"grid {rows}x{cols}): split the tensor into smaller layers"
+            + (" or use a smaller tile grid" if rows * cols > 1 else ""))
 
 
 def _layer_header(name, x: np.ndarray, dtype: SourceDtype, cfg: EncoderConfig,

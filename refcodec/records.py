@@ -10,8 +10,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 
-from .enums import (Embedder, PackingType, PadMode, PayloadCodec, PredictorType, QuantizerType,
-                    SourceDtype, SourceLayout, TextureCodec)
+from .enums import (DTYPE_INFO, Embedder, PackingType, PadMode, PayloadCodec, PredictorType,
+                    QuantizerType, SourceDtype, SourceLayout, TextureCodec)
 from .packing import Layout
 
 
@@ -77,6 +77,11 @@ class LayerHeader:
     @property
     def num_elements(self) -> int:
         return self.batch_size * self.num_channels * self.height * self.width
+
+    @property
+    def output_bytes(self) -> int:
+        """The bytes of the decoded tensor in its source dtype."""
+        return self.num_elements * DTYPE_INFO[self.source_dtype].itemsize
 
     @property
     def num_slots(self) -> int:
@@ -196,3 +201,17 @@ class Stream:
             if layer.header.layer_id == layer_id:
                 return layer
         raise KeyError(layer_id)
+
+
+# The bytes of a decoder's output arrays, which the level's max_decoded_bytes bounds
+# (clause 11.2): the reader counts them as it reads the units, the encoder when it chooses
+# the level.  A layer's tensor is LayerHeader.output_bytes.
+
+def embedding_bytes(embedding_dim: int) -> int:
+    """A face's embedding: binary32 values."""
+    return 4 * embedding_dim
+
+
+def face_image_bytes(height: int, width: int, channels: int) -> int:
+    """A face's image and its decoded texture: 8-bit samples each."""
+    return 2 * height * width * channels

@@ -32,7 +32,8 @@ def se(value: int) -> str:
 
 
 def u(bits: int, value: int) -> str:
-    return format(value, f"0{bits}b")
+    """u(n): value in n bits (none for n = 0)."""
+    return format(value, f"0{bits}b") if bits else ""
 
 
 def f(*flags: int) -> str:

@@ -20,6 +20,8 @@ from hypothesis import strategies as st
 from refcodec.errors import ConformanceViolation
 from refcodec.hevc import annexb, params, slices
 
+from test_hevc_params import f, se, u, ue
+
 # ---- shared/interop ----
 
 INTEROP = next((p for p in (Path(__file__).resolve().parents[2] / "shared" / "interop",
@@ -168,24 +170,7 @@ def test_truncated_slice_headers_of_real_payloads(name):
             only_conformance_violations(broken)
 
 
-# ---- a bit writer independent of the reader ----
-
-
-def ue(value: int) -> str:
-    code = bin(value + 1)[2:]
-    return "0" * (len(code) - 1) + code
-
-
-def se(value: int) -> str:
-    return ue(2 * value - 1 if value > 0 else -2 * value)
-
-
-def u(bits: int, value: int) -> str:
-    return format(value, f"0{bits}b") if bits else ""
-
-
-def f(*flags: int) -> str:
-    return "".join("1" if x else "0" for x in flags)
+# ---- a bit writer independent of the reader (the one of test_hevc_params) ----
 
 
 def nal(nal_unit_type: int, bits: str, temporal_id: int = 0) -> bytes:

@@ -9,7 +9,7 @@ from .. import syntax
 from ..enums import ALLOWED_IMAGE_CHANNELS, Embedder, PredictorType, TextureCodec
 from ..errors import ConformanceViolation, SyntaxViolation, UnsupportedFeature
 from ..face import entropy
-from ..records import FaceBase, FaceEnhancement
+from ..records import FaceBase, FaceEnhancement, embedding_bytes, face_image_bytes
 from .base import RESIDUAL_LIMIT, Located
 
 
@@ -46,8 +46,8 @@ def read_face_base(reader, payload: bytes, unit_pos: int, base: int) -> None:
                f"the faces of the stream shall hold at most {lvl.max_embedding_values} "
                f"embedding values in all at {reader.limits_name()}, this face_base unit "
                f"brings them to {reader.embedding_values}", "embedding_dim")
-    reader.count_decoded(4 * dim, f"the embedding of face {face_id!r}", f.at("embedding_dim"),
-                         f"{path}.embedding_dim")
+    reader.count_decoded(embedding_bytes(dim), f"the embedding of face {face_id!r}",
+                         f.at("embedding_dim"), f"{path}.embedding_dim")
     step_ok = entropy.valid_step(c.embedding_step)
     if not step_ok:
         f.fail(ConformanceViolation, "13.3.4",
@@ -116,7 +116,8 @@ def read_face_enhancement(reader, payload: bytes, unit_pos: int, base: int) -> N
                f"{lvl.level_idc} ({lvl.max_picture_size} per side, "
                f"{lvl.max_picture_samples} samples)", "image_height")
     # the face image and the decoded texture, uint8 H x W x C each (clause 11.2 total)
-    reader.count_decoded(2 * h * w * ch, f"the image and texture of face {face_id!r}",
+    reader.count_decoded(face_image_bytes(h, w, ch),
+                         f"the image and texture of face {face_id!r}",
                          f.at("image_height"), f"{path}.image_height")
     if c.predictor_type not in PredictorType.__members__.values():
         f.stop(UnsupportedFeature, "13.4.3", f"predictor_type {c.predictor_type} is reserved",

@@ -18,7 +18,7 @@ import zlib
 import construct
 
 from .. import syntax
-from ..enums import DTYPE_INFO, LEVELS, UNIT_SKIPPABLE, Level, Profile, UnitType
+from ..enums import LEVELS, UNIT_SKIPPABLE, Level, Profile, UnitType
 from ..errors import BitstreamError, ConformanceViolation, SyntaxViolation, UnsupportedFeature
 from ..records import (Face, FaceBase, FaceEnhancement, Layer, LayerHeader, SkippedUnit,
                        Stream, StreamHeader)
@@ -311,7 +311,7 @@ class Reader:
                       f"layer_id {lh.layer_id!r} shall be unique in the stream",
                       unit.payload_pos + 1, f"{lpath}.layer_id")
         self.seen_ids.add(lh.layer_id)
-        self.count_decoded(lh.num_elements * DTYPE_INFO[lh.source_dtype].itemsize,
+        self.count_decoded(lh.output_bytes,
                            f"layer {lh.layer_id!r}", unit.payload_pos, lpath)
         self.pending = (lh, unit.pos)
 

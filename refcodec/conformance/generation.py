@@ -20,11 +20,11 @@ from pathlib import Path
 import numpy as np
 
 from .. import FORMAT_VERSION, __version__, bitstream
-from ..codec import decode, decode_samples, encode, read_headers, reconstruct
+from ..codec import decode, decode_samples, encode, output_names, read_headers, reconstruct
 from ..enums import (LEVELS, PackingType, PredictorType, QuantizerType, SourceDtype,
                      SourceLayout, UnitType)
 from ..errors import RefcodecError
-from ..ids import OutputKeyCollision, output_keys
+from ..ids import OutputKeyCollision
 from ..layer import check_size
 from ..face import texture as face_texture
 from ..hevc import edit as hevc_edit
@@ -258,8 +258,7 @@ def _valid_stream(name: str, purpose: str, data: bytes, where: str, extra: dict,
         layers.append(entry)
     faces = []
     try:
-        output_keys([x.header.layer_id for x in stream.layers],
-                    [(f.base.face_id, f.enhancement is not None) for f in stream.faces])
+        output_names(stream)
     except OutputKeyCollision as exc:
         raise SuiteError(f"{where}: {exc}") from None
     if stream.faces:
@@ -366,17 +365,29 @@ def _code_invalid(row: InvalidRow, valid: list[_Generated]) -> _Generated:
         "purpose": row.purpose or alt.purpose, "valid": False, "clauses": [alt.target],
         "base": base.name, "alteration": row.alteration,
         "description": f"{base.name}, altered: {alt.purpose}",
-        "expected_clause": alt.target,
+        **_refusal(error, refused_by, report, reports),
+    }
+    return _Generated(row.name, data, entry)
+
+
+def _refusal(error, refused_by: str, report, reports: str) -> dict:
+    """The manifest fields of an invalid stream that say how it is refused: the reference
+    decoder's first error (and, when not every decoder refuses it, at which stage) and what
+    verify reports (``reports``: whether the expected clause comes first, among the others,
+    or as a warning)."""
+    fields = {
+        "expected_clause": error.clause,
         "verify_reports": reports,
-        "verify_clauses": clauses, "verify_exit_code": report.exit_code,
+        "verify_clauses": [v.clause for v in report.violations],
+        "verify_exit_code": report.exit_code,
         "error_class": type(error).__name__, "exit_code": type(error).exit_code,
         "decoder_error": error.to_dict(),
     }
     if reports == "warning":
-        entry["verify_warnings"] = report.warnings
+        fields["verify_warnings"] = report.warnings
     if refused_by != "any":
-        entry["refused_by"] = refused_by
-    return _Generated(row.name, data, entry)
+        fields["refused_by"] = refused_by
+    return fields
 
 
 def _code_interop(folder: Path, case) -> _Generated:
@@ -414,14 +425,9 @@ def _code_interop(folder: Path, case) -> _Generated:
         "name": name, "file": f"streams/{name}.vfc", "purpose": purpose, "valid": False,
         "clauses": list(case.verdict_clauses), **about,
         "description": f"{case.encoder} payload in template {case.source}: {case.verdict}",
-        "expected_clause": error.clause,
-        "verify_reports": "first" if clauses[0] == error.clause else "among",
-        "verify_clauses": clauses, "verify_exit_code": report.exit_code,
-        "error_class": type(error).__name__, "exit_code": type(error).exit_code,
-        "decoder_error": error.to_dict(),
+        **_refusal(error, refused_by, report,
+                   "first" if clauses[0] == error.clause else "among"),
     }
-    if refused_by != "any":
-        entry["refused_by"] = refused_by
     return _Generated(name, data, entry)
 
 

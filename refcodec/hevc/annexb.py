@@ -6,6 +6,10 @@ SEIs, and by the parameter-set reader and verify to find the NAL units.
 
 from __future__ import annotations
 
+import numpy as np
+
+from .. import threads
+
 VPS_NUT, SPS_NUT, PPS_NUT = 32, 33, 34
 PARAMETER_SET_TYPES = (VPS_NUT, SPS_NUT, PPS_NUT)
 PREFIX_SEI_NUT, SUFFIX_SEI_NUT = 39, 40
@@ -131,3 +135,16 @@ def repack_access_units(access_units: list[bytes]) -> tuple[bytes, list[bytes | 
             out.append(unit)
         hashes.append(md5)
     return join_nal_units(out), hashes
+
+
+def hash_layout(pictures: np.ndarray, bit_depth: int) -> np.ndarray:
+    """The planes as picture_md5 reads them: one byte per sample at 8-bit, two bytes
+    little-endian otherwise (H.265 D.3.19, clause 8.4.1); no copy when they are so."""
+    dtype = np.dtype(np.uint8) if bit_depth == 8 else np.dtype("<u2")
+    return np.ascontiguousarray(pictures, dtype=dtype)
+
+
+def planes_md5(pictures: np.ndarray, bit_depth: int) -> list[bytes]:
+    """H.265 picture_md5 of each (P, H, W) plane: samples in raster order, one byte each at
+    8-bit, two bytes little-endian otherwise (the MD5 of a decoded picture hash SEI)."""
+    return threads.md5_beside(hash_layout(pictures, bit_depth))[0]

@@ -95,7 +95,6 @@ Ready-made templates (``TEMPLATES``; the programs must be on PATH):
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 import re
 import shlex
@@ -111,7 +110,7 @@ import numpy as np
 from ..errors import BackendError, ConformanceViolation, EncoderInputError
 from ..processes import kill_group
 from . import params, slices
-from .annexb import (SPS_NUT, VPS_NUT, emulation_prevention, nal_unit_type, rbsp,
+from .annexb import (SPS_NUT, VPS_NUT, emulation_prevention, nal_unit_type, planes_md5, rbsp,
                      split_nal_units_with_offsets)
 
 PLACEHOLDERS = ("input", "output", "width", "height", "bit_depth", "frames", "qp", "preset",
@@ -399,14 +398,6 @@ def ctu_size(width: int, height: int) -> int:
     return next((size for size in (64, 32, 16) if size <= height and size < width), 16)
 
 
-def _picture_md5s(pictures: np.ndarray, bit_depth: int) -> list[bytes]:
-    """H.265 picture_md5 of each plane: one byte per sample at 8 bits, else two bytes
-    little-endian (as refcodec.layer.planes_md5)."""
-    dtype = np.uint8 if bit_depth == 8 else np.dtype("<u2")
-    return [hashlib.md5(np.ascontiguousarray(p, dtype=dtype).tobytes()).digest()
-            for p in pictures]
-
-
 class ExternalBackend:
     """An HEVC backend running an external encoder (see the module documentation)."""
 
@@ -579,7 +570,7 @@ class ExternalBackend:
             decoded = self.decode_pictures(payload, count, height, width, bit_depth)
         except ConformanceViolation as exc:
             raise BackendError(f"FFmpeg does not decode what {what} wrote: {exc}") from exc
-        md5s = _picture_md5s(decoded, bit_depth)
+        md5s = planes_md5(decoded, bit_depth)
         if have_sei:
             wrong = [i for i, (a, b) in enumerate(zip(hashes, md5s)) if a != b]
             if wrong:

@@ -17,7 +17,7 @@ import sys
 
 from .. import FORMAT_VERSION, __version__
 from ..errors import EncoderInputError, RefcodecError
-from . import conformance, face, info, layers, verify
+from . import conformance, face, info, layers, trace, verify
 from . import eval as eval_command
 from .base import EXIT_BACKEND, EXIT_BITSTREAM, EXIT_MISMATCH, EXIT_OK, EXIT_USAGE
 from .base import UsageError, _Parser
@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
                         version=f"refcodec {__version__} (VFC format {FORMAT_VERSION})")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    for command in (layers, face, info, verify, eval_command, conformance):
+    for command in (layers, face, info, verify, trace, eval_command, conformance):
         command.add_parser(sub)
     return parser
 

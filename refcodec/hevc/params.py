@@ -23,6 +23,7 @@ bytes (payloads of one encoder repeat the same VPS, SPS and PPS); a violation is
 from __future__ import annotations
 
 import dataclasses
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import NoReturn
@@ -91,6 +92,24 @@ def _shown(value: int) -> str:
     return str(value) if value.bit_length() <= 64 else f"a {value.bit_length()}-bit value"
 
 
+#: Where ``recording`` keeps the recorder of the syntax elements read in this thread.
+_tracing = threading.local()
+
+
+@contextmanager
+def recording(recorder) -> Iterator[None]:
+    """Call ``recorder(reader, path, descriptor, start_bit, end_bit, value)`` for every
+    syntax element an RbspReader created in this thread reads or steps over (value None),
+    ``start_bit``/``end_bit`` in the RBSP (refcodec.trace).  Off, it costs one test per
+    element."""
+    outer = getattr(_tracing, "recorder", None)
+    _tracing.recorder = recorder
+    try:
+        yield
+    finally:
+        _tracing.recorder = outer
+
+
 class RbspReader:
     """The syntax elements of one RBSP, read with the descriptors of H.265 7.2.
 
@@ -102,6 +121,8 @@ class RbspReader:
         self._reader = Reader(Bits.from_bytes(data))
         self._offset = offset
         self._path = path
+        #: The recorder of ``recording`` (refcodec.trace), None when nothing is traced.
+        self.recorder = getattr(_tracing, "recorder", None)
 
     @contextmanager
     def scope(self, name: str) -> Iterator[None]:
@@ -118,10 +139,18 @@ class RbspReader:
                                    path=f"{self._path}.{name}")
 
     def _read(self, dtype: str, name: str):
+        start = self._reader.pos if self.recorder is not None else 0
         try:
-            return self._reader.read_value(dtype)
+            value = self._reader.read_value(dtype)
         except ValueError:  # bitstring.ReadError: past the end, or an unfinished ue/se code
             self.fail(name, f"{name} runs past the end of the NAL unit")
+        if self.recorder is not None:
+            self.recorder(self, f"{self._path}.{name}", dtype, start, self._reader.pos, value)
+        return value
+
+    def raw_bits(self, start: int, end: int) -> str:
+        """The RBSP bits start..end as "0"/"1" characters (for a trace)."""
+        return self._reader.bits[start:end].bin
 
     def _in_range(self, name: str, value: int, minimum: int, maximum: int) -> int:
         if not minimum <= value <= maximum:
@@ -143,6 +172,9 @@ class RbspReader:
         if self._reader.remaining < bits:
             self.fail(name, f"{name} runs past the end of the NAL unit")
         self._reader.pos += bits
+        if self.recorder is not None:
+            self.recorder(self, f"{self._path}.{name}", f"u{bits}", self._reader.pos - bits,
+                          self._reader.pos, None)
 
     def ue(self, name: str, maximum: int = UE_MAX, minimum: int = 0) -> int:
         """ue(v) (9.2) in [minimum, maximum]."""

@@ -238,7 +238,9 @@ class _Tracer:
             start = pos + syntax.UNIT_PREFIX
             end = pos + unit.consumed
             wanted, layer = self.wanted(index, unit_type, payload, layer)
-            if wanted:
+            if not wanted:
+                self.count(unit_type, payload)
+            else:
                 crc = bitstream.crc32(data[pos:end - 4])
                 meanings = {f"units[{index}].unit_crc32": _crc_meaning(
                     frame["unit_crc32"].value, crc)}
@@ -273,6 +275,14 @@ class _Tracer:
             ok = ok and this in self.layers if self.units is None else (
                 ok or this in self.layers)
         return ok, (this if unit_type == enums.UnitType.LAYER_HEADER else layer)
+
+    def count(self, unit_type, payload: bytes) -> None:
+        """Keep the layer and face numbering of a unit that is not traced."""
+        if unit_type == enums.UnitType.LAYER_DATA:
+            self.num_layers += 1
+        elif unit_type == enums.UnitType.FACE_BASE and _face_version(self.data):
+            n = payload[0] if payload else 0
+            self.face_ids.append(bytes(payload[1:1 + n]))
 
     def payload(self, unit_type, payload: bytes, start: int, depth: int) -> None:
         if unit_type == enums.UnitType.LAYER_HEADER:

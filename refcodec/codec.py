@@ -81,7 +81,8 @@ def choose_level(headers: list[LayerHeader], payload_sizes: list[int], faces=())
 
 
 def encode(tensors, config: EncoderConfig | Mapping[str, EncoderConfig] | None = None, *,
-           faces: Sequence = (), backend=None) -> bytes:
+           faces: Sequence = (), backend=None, tune: str | None = None,
+           target_bytes=None, bits_per_element=None, report: list | None = None) -> bytes:
     """Encode one tensor or several named tensors, and optionally faces, into a VFC
     bitstream.
 
@@ -91,6 +92,12 @@ def encode(tensors, config: EncoderConfig | Mapping[str, EncoderConfig] | None =
     ``config``: one EncoderConfig for every layer, or a mapping from layer id to config.
     ``faces``: (FaceInput, FaceConfig) pairs (``refcodec.face``), coded as face_base and
     face_enhancement units (format 1.1); the stream is version 1.0 without them.
+    ``tune``: "seed", "fast" or "efficient": the choosing encoder (refcodec.tune, Annex
+    A.6) picks each layer's coding from the tensor; the config gives the QP, layout and
+    verify flag.  ``target_bytes`` / ``bits_per_element``: rate control (Annex A.7), the
+    QP chosen so that the stream (a number) or each named layer (a mapping from layer id
+    to number) fits.  ``report``: a list that receives one refcodec.tune.LayerReport per
+    layer (choice, QP, bytes, encodes spent) when tune or a target is given.
     """
     from .hevc import default_backend
     backend = backend or default_backend()
@@ -122,7 +129,19 @@ def encode(tensors, config: EncoderConfig | Mapping[str, EncoderConfig] | None =
                                 f"the highest, may decode to (clause 11.2): split them into "
                                 f"several streams")
     coded = []
-    for name, tensor in items:
+    if tune is not None or target_bytes is not None or bits_per_element is not None:
+        from . import tune as tuning
+
+        def stream_bytes(layers):        # the level does not change the stream's size
+            return len(bitstream.build_stream(StreamHeader(
+                VERSION_MAJOR, FACE_VERSION_MINOR if face_records else 0, int(Profile.MAIN),
+                min(LEVELS), len(layers)), layers, faces=face_records))
+        coded, reports = tuning.encode_layers(
+            items, config, backend, tune=tune, target_bytes=target_bytes,
+            bits_per_element=bits_per_element, stream_bytes=stream_bytes)
+        if report is not None:
+            report.extend(reports)
+    for name, tensor in items if not coded else ():
         cfg = config.get(name, EncoderConfig()) if isinstance(config, Mapping) \
             else (config or EncoderConfig())
         coded.append(encode_layer(name, tensor, cfg, backend))

@@ -50,6 +50,10 @@ class EncoderConfig:
     layout      "NCHW" or "NHWC": the layout of the tensor given to the encoder
     preset      libx265 preset
     verify      decode the coded payload and check it against libx265's picture hashes
+    x265_params libx265 options added to the informative encoder's, ``name=value`` items
+                joined by ``:`` (e.g. ``sao=0:rdoq-level=2``; Annex A.3); the options the
+                encoder relies on (qp, hash, info, threads, ...) cannot be overridden, and
+                it needs the libx265 backend
     """
 
     qp: int = 22
@@ -64,6 +68,7 @@ class EncoderConfig:
     layout: str = "NCHW"
     preset: str = "medium"
     verify: bool = False
+    x265_params: str = ""
 
     def __post_init__(self):
         from .hevc.pyav import PRESETS
@@ -105,6 +110,11 @@ class EncoderConfig:
             bad(f"layout shall be NCHW or NHWC, got {self.layout!r}")
         if self.preset not in PRESETS:
             bad(f"preset shall be one of {', '.join(PRESETS)}, got {self.preset!r}")
+        if not isinstance(self.x265_params, str):
+            bad(f"x265_params shall be a string, got {self.x265_params!r}")
+        problem = check_x265_params(self.x265_params)
+        if problem:
+            bad(f"x265_params: {problem}")
         if self.channel_order is not None:
             order = self.channel_order
             if isinstance(order, np.ndarray) and order.ndim == 1:
@@ -115,6 +125,32 @@ class EncoderConfig:
                 bad(f"channel_order shall be a permutation of 0..{n - 1 if n else 'C-1'} (a "
                     f"sequence of integers), got {self.channel_order!r}")
             object.__setattr__(self, "channel_order", tuple(int(v) for v in order))
+
+
+#: libx265 options the informative encoder sets itself (Annex A.3): its slice QP, its
+#: reproducibility (threads, no version SEI) and its sample_md5 (hash SEI) depend on them.
+RESERVED_X265_PARAMS = frozenset({
+    "qp", "crf", "bitrate", "vbv-maxrate", "vbv-bufsize", "lossless", "hash", "info",
+    "pools", "numa-pools", "frame-threads", "lookahead-threads", "log-level",
+    "input-depth", "output-depth", "input-csp", "interlace", "ipratio"})
+
+
+def check_x265_params(text: str) -> str | None:
+    """What is wrong with an ``x265_params`` string (None when nothing): one line of
+    ``name=value`` items joined by ``:``, names of letters, digits and '-', no reserved
+    name (RESERVED_X265_PARAMS)."""
+    if not text:
+        return None
+    for item in text.split(":"):
+        name, eq, value = item.partition("=")
+        if not eq or not name or not value or "=" in value or any(
+                c in value for c in " \t\n\r\0") or not all(
+                c.isascii() and (c.isalnum() or c == "-") for c in name):
+            return f"expected name=value items joined by ':', got {item!r}"
+        if name.lower() in RESERVED_X265_PARAMS or name.lower().removeprefix(
+                "no-") in RESERVED_X265_PARAMS:
+            return f"{name} is set by the encoder itself (Annex A.3) and cannot be overridden"
+    return None
 
 
 # ------------------------------------------------------------------------------------
@@ -247,6 +283,12 @@ def encode_layer(name: str, tensor, cfg: EncoderConfig,
         raise EncoderInputError(f"layer {name!r}: {exc}") from None
     header = _layer_header(name, x, dtype, cfg, params)
     pictures = packing.pack(samples, packing.Layout.of(header))
+    if cfg.x265_params:
+        with_params = getattr(backend, "with_x265_params", None)
+        if with_params is None:
+            raise EncoderInputError(f"layer {name!r}: x265_params needs the libx265 backend, "
+                                    f"not {getattr(backend, 'name', type(backend).__name__)}")
+        backend = with_params(cfg.x265_params)
     payload, hashes = backend.encode_pictures(pictures, cfg.bit_depth, cfg.qp,
                                               cfg.lossless, cfg.preset)
     if cfg.verify:

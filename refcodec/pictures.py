@@ -40,13 +40,13 @@ def write_png(path: Path, plane: np.ndarray, bit_depth: int) -> None:
     Image = _image_module()
     plane = np.asarray(plane)
     if plane.ndim == 3 and plane.shape[2] == 3:
-        image = Image.fromarray(np.ascontiguousarray(plane.astype(np.uint8)), "RGB")
+        image = Image.fromarray(np.ascontiguousarray(plane.astype(np.uint8)))
     elif plane.ndim == 3 and plane.shape[2] == 1:
-        image = Image.fromarray(np.ascontiguousarray(plane[:, :, 0].astype(np.uint8)), "L")
+        image = Image.fromarray(np.ascontiguousarray(plane[:, :, 0].astype(np.uint8)))
     elif bit_depth <= 8:
-        image = Image.fromarray(np.ascontiguousarray(plane.astype(np.uint8)), "L")
+        image = Image.fromarray(np.ascontiguousarray(plane.astype(np.uint8)))
     else:
-        image = Image.fromarray(np.ascontiguousarray(plane.astype(np.uint16)), "I;16")
+        image = Image.fromarray(np.ascontiguousarray(plane.astype(np.uint16)))   # I;16
     image.save(path, format="PNG")
 
 
@@ -140,3 +140,46 @@ def difference_image(reference: np.ndarray, decoded: np.ndarray) -> np.ndarray:
 
 def write_difference(path: Path, reference: np.ndarray, decoded: np.ndarray) -> None:
     write_png(path, difference_image(reference, decoded), 8)
+
+
+def prepare_directory(path: Path) -> Path:
+    """The folder of ``--pictures``: created when missing; ValueError (one line) when it
+    is not a folder or cannot be written."""
+    import os
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{path}: not a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot create the directory: {exc.strerror or exc}") \
+            from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ValueError(f"{path}: directory is not writable")
+    return path
+
+
+def write_all(directory: Path, layers, textures: dict[str, np.ndarray]) -> list[Path]:
+    """Every layer's pictures and mosaic (``layers``: (index, layer_id, P x H x W planes,
+    bit_depth) tuples) and every face texture ({face_id: H x W x C}, in face order) into
+    ``directory``; written to a temporary folder inside it first and moved in at the end,
+    so that a failure leaves nothing behind."""
+    import os
+    import shutil
+    import tempfile
+    tmp = Path(tempfile.mkdtemp(prefix=".pictures-", dir=directory))
+    try:
+        for index, layer_id, planes, bit_depth in layers:
+            write_layer_pictures(tmp, index, layer_id, planes, bit_depth)
+        for index, (face_id, texture) in enumerate(textures.items()):
+            write_texture(tmp, index, face_id, texture)
+        written = []
+        for item in sorted(tmp.iterdir()):
+            target = directory / item.name
+            if target.is_dir() and item.is_dir():
+                shutil.rmtree(target)
+            os.replace(item, target)
+            written.append(target)
+        return written
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -172,9 +172,9 @@ NOT_CHECKED_WITHOUT_IMAGES = ("the face textures and images were not decoded (--
 def cmd_decode(args) -> int:
     out = Path(args.output) if args.output else None
     image_out = Path(args.image) if args.image else None
-    if out is None and image_out is None:
+    if out is None and image_out is None and not args.pictures:
         raise UsageError("give -o OUTPUT (everything the stream carries) and/or --image "
-                         "OUT.png")
+                         "OUT.png (or --pictures DIR)")
     if out is not None and out.suffix.lower() not in (".npy", ".npz", ".pt"):
         raise UsageError(f"{out}: output shall be .npy, .npz or .pt, "
                          f"got '{out.suffix or out.name}'")
@@ -185,6 +185,7 @@ def cmd_decode(args) -> int:
     for path in (out, image_out):
         if path is not None:
             check_output_path(path)
+    pictures_dir = _pictures_dir(args.pictures) if args.pictures else None
     for flag, names in (("--layer", args.layer), ("--face", args.face)):
         if names is not None and any(not n for n in names):
             raise UsageError(f"{flag} needs a name, got ''")
@@ -234,12 +235,30 @@ def cmd_decode(args) -> int:
         if not written:
             raise UsageError("nothing to write: the stream holds no layer or face")
         save_tensors(out, written)
+    if pictures_dir is not None:
+        from ..codec import decode_samples
+        from ..pictures import write_all
+        write_all(pictures_dir, ((layer.index, layer.header.layer_id, decode_samples(layer),
+                                  layer.header.sample_bit_depth) for layer in stream.layers
+                                 if layer.header.layer_id in arrays),
+                  {k.split(":", 1)[1]: v for k, v in arrays.items()
+                   if k.startswith("texture:")})
     if not args.quiet:
         parts = [f"{k} {tuple(v.shape)} {v.dtype}" for k, v in arrays.items()]
         if image_out is not None:
             parts.append(f"face image {image_out}")
-        print(f"{out or image_out}: " + ", ".join(parts))
+        if pictures_dir is not None:
+            parts.append(f"pictures in {pictures_dir}")
+        print(f"{out or image_out or pictures_dir}: " + ", ".join(parts))
     return EXIT_OK
+
+
+def _pictures_dir(text: str) -> Path:
+    from ..pictures import prepare_directory
+    try:
+        return prepare_directory(Path(text))
+    except ValueError as exc:
+        raise UsageError(f"--pictures {exc}") from None
 
 
 def _kinds(arrays) -> str:
@@ -308,6 +327,10 @@ def add_parser(sub) -> None:
                           "image:FACE_ID, texture:FACE_ID; bfloat16 is widened to float32 "
                           "(exactly) in numpy files")
     dec.add_argument("--layer", action="append", help="decode only this layer (repeatable)")
+    dec.add_argument("--pictures", metavar="DIR",
+                     help="also write each layer's decoded pictures as PNG (16-bit PNG of "
+                          "the sample values at 10 and 12 bits), a mosaic per layer and the "
+                          "face textures, into DIR")
     dec.add_argument("--face", action="append",
                      help="decode only this face (repeatable; no layers unless --layer)")
     dec.add_argument("--no-images", action="store_true",

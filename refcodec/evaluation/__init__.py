@@ -64,31 +64,45 @@ names.
 """
 
 from .configs import BASELINE, PRESET_CONFIGS, QPS, encoder_config, parse_config
-from .driver import EvalOptions, evaluate
+from .driver import EvalOptions, build_result, evaluate, plan, result_from_store
+from .engine import ENGINES, Progress, connect
 from .images import (CORE_PHOTOS, DETECTION_NEGATIVE_PHOTOS, DETECTION_TEXT_PHOTOS,
                      TEXT_VARIANTS, VARIANTS, EvalImage, apply_variant, detection_image_set,
-                     image_set, images_for, load_photo)
-from .jobs import Job, reference_embeddings, run_job
+                     detection_set_specs, image_set, image_set_specs, images_for, load_photo)
+from .jobs import Failed, Job, Skipped, classification_measures, reference_embeddings, run_job
+from .networks import (ARCHITECTURES, NetworkSpec, fx_split, load_architecture, named_network,
+                       user_network)
 from .report import (NETWORK_TITLES, SUMMARY_COLUMNS, bd_table, detail_table, fig5_table,
-                     markdown_report, plot, render, table3, write_csv, write_reports)
+                     markdown_report, plot, render, render_store, table3, write_csv,
+                     write_reports)
+from .sources import (EvaluationError, ImageRef, ImageUnreadable, folder_images, list_images,
+                      load_image, resolve_images)
+from .stats import bd_rate_intervals, point_statistics
+from .store import ResultStore, job_key
 from .summary import (FIDELITIES, aggregate, bd_rates, fig5, jpeg_size, network_input_image,
                       retrieval_fidelity_of)
 
 __all__ = [
-    # images
+    # images and sources
     "CORE_PHOTOS", "VARIANTS", "TEXT_VARIANTS", "DETECTION_TEXT_PHOTOS",
     "DETECTION_NEGATIVE_PHOTOS", "EvalImage", "load_photo", "apply_variant", "image_set",
-    "detection_image_set", "images_for",
+    "detection_image_set", "images_for", "image_set_specs", "detection_set_specs",
+    "ImageRef", "ImageUnreadable", "EvaluationError", "folder_images", "list_images",
+    "load_image", "resolve_images",
     # configs
     "QPS", "BASELINE", "PRESET_CONFIGS", "parse_config", "encoder_config",
-    # jobs
-    "Job", "run_job", "reference_embeddings",
-    # summary
+    # networks
+    "ARCHITECTURES", "NetworkSpec", "fx_split", "load_architecture", "named_network",
+    "user_network",
+    # jobs, engine, store
+    "Job", "Skipped", "Failed", "run_job", "reference_embeddings", "classification_measures",
+    "ENGINES", "Progress", "connect", "ResultStore", "job_key",
+    # summary and statistics
     "retrieval_fidelity_of", "aggregate", "FIDELITIES", "bd_rates", "jpeg_size",
-    "network_input_image", "fig5",
+    "network_input_image", "fig5", "point_statistics", "bd_rate_intervals",
     # driver
-    "EvalOptions", "evaluate",
+    "EvalOptions", "evaluate", "plan", "build_result", "result_from_store",
     # report
     "SUMMARY_COLUMNS", "NETWORK_TITLES", "write_csv", "table3", "detail_table", "bd_table",
-    "fig5_table", "plot", "write_reports", "render", "markdown_report",
+    "fig5_table", "plot", "write_reports", "render", "render_store", "markdown_report",
 ]

@@ -178,7 +178,12 @@ def run(job_list: Sequence[Job], payloads: dict, input_kinds: dict,
 
 def _run_dask(groups, payloads, input_kinds, on_result, workers, scheduler, dashboard,
               progress, log, client):
-    from distributed import as_completed
+    try:
+        from distributed import as_completed
+    except ImportError:
+        from .sources import EvaluationError
+        raise EvaluationError("the Dask engine needs dask[distributed] (pip install -e "
+                              "'.[eval]'); or run in this process with --engine serial") from None
     own = client is None
     cluster = None
     if own:

@@ -253,7 +253,7 @@ def read_image_file(path) -> np.ndarray:
                                       f"evaluation reads", path=str(path))
             if im.mode not in ("RGB", "L"):
                 im = im.convert("RGB")
-            return _as_rgb(np.asarray(im))
+            return _as_rgb(np.array(im))
     except ImageUnreadable:
         raise
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:

@@ -34,6 +34,7 @@ JSON schema (``Trace.to_dict``, ``refcodec trace --json``)::
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import json
 import math
@@ -41,7 +42,7 @@ from collections.abc import Sequence
 
 from . import bitstream, enums, syntax
 from .bitstream.walk import Element, walk
-from .errors import BitstreamError
+from .errors import BitstreamError, RefcodecError
 from .hevc import params, slices
 from .hevc.annexb import (PPS_NUT, PREFIX_SEI_NUT, SPS_NUT, SUFFIX_SEI_NUT, VPS_NUT,
                           sei_messages, split_nal_units_with_offsets)
@@ -131,7 +132,7 @@ class Trace:
     source: str
     stream_bytes: int
     entries: list[Entry]
-    error: BitstreamError | None
+    error: RefcodecError | None
     decoded: bool
 
     def to_dict(self) -> dict:
@@ -417,7 +418,7 @@ class _HevcTracer:
     def bit_at(self, rbsp_bit: int) -> int:
         """The absolute bit of RBSP bit ``rbsp_bit`` of the current NAL unit."""
         byte = rbsp_bit // 8
-        shift = sum(1 for p in self.epb if p <= byte)
+        shift = bisect.bisect_right(self.epb, byte)
         return 8 * (self.nal_start + 2 + byte + shift) + rbsp_bit % 8
 
     def run(self) -> None:
@@ -572,8 +573,9 @@ def _emulation_prevention(unit: bytes) -> list[int]:
 # ---- the decoder's verdict ------------------------------------------------------------
 
 def decoder_error(data: bytes, *, decode: bool = True, layers: Sequence[str] | None = None,
-                  backend=None) -> BitstreamError | None:
-    """The first error the decoder raises for ``data`` (``refcodec decode``'s), or None.
+                  backend=None) -> RefcodecError | None:
+    """The first error the decoder raises for ``data`` (``refcodec decode``'s: a
+    BitstreamError, or a BackendError when the HEVC library fails), or None.
     ``decode=False``: the checks that need no picture decoded (container, the HEVC
     parameter sets of each layer)."""
     from .codec import decode_all, read_headers
@@ -589,12 +591,12 @@ def decoder_error(data: bytes, *, decode: bool = True, layers: Sequence[str] | N
             return None
         decode_all(stream, layers=layers, faces=None if layers is None else [],
                    backend=backend)
-    except BitstreamError as exc:
+    except RefcodecError as exc:
         return exc
     return None
 
 
-def _cut(entries: list[Entry], error: BitstreamError | None) -> list[Entry]:
+def _cut(entries: list[Entry], error: RefcodecError | None) -> list[Entry]:
     """The entries up to the element the error names: the one with its path (or the
     longest path the error's path extends) and everything inside it; without such an
     element, the entries before the error's byte offset."""

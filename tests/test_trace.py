@@ -10,6 +10,7 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import refcodec
@@ -20,8 +21,18 @@ from refcodec.trace import trace
 ROOT = Path(__file__).resolve().parents[1] / "conformance"
 MANIFEST = json.loads((ROOT / "manifest.json").read_text())
 STREAMS = {s["name"]: s for s in MANIFEST["streams"]}
-VALID = [n for n, s in STREAMS.items() if s["valid"]]
-INVALID = [n for n, s in STREAMS.items() if not s["valid"]]
+#: Streams beyond this size (HM payloads that repeat their parameter sets in every picture:
+#: tens of thousands of trace entries) run in the slow suite only.
+LARGE = 100_000
+
+
+def _params(names):
+    return [pytest.param(n, marks=pytest.mark.slow) if STREAMS[n]["size"] > LARGE else n
+            for n in names]
+
+
+VALID = _params(n for n, s in STREAMS.items() if s["valid"])
+INVALID = _params(n for n, s in STREAMS.items() if not s["valid"])
 
 
 def data_of(name: str) -> bytes:
@@ -218,7 +229,7 @@ def test_json_schema_fields():
 
 
 def test_selection_by_layer_and_unit():
-    data = data_of("layers_3") if "layers_3" in STREAMS else data_of(VALID[0])
+    data = data_of("layers_3")
     stream = refcodec.read_headers(data)
     full = trace(data, decode=False)
     last_id = stream.layers[-1].header.layer_id
@@ -262,3 +273,28 @@ def test_cli(tmp_path, capsys):
     assert "nope" in capsys.readouterr().err
     assert main(["trace", str(good), "--units", "x"]) == 2
     assert main(["trace", str(tmp_path / "missing.vfc")]) == 2
+
+
+@pytest.mark.parametrize("name", ["basic", "face_hevc", "hevc_inter_b_pyramid"])
+def test_trace_of_damaged_streams(name):
+    """Bytes changed anywhere: the trace never raises, and ends with the error the reader
+    gives (or none when the reader accepts the bytes)."""
+    data = data_of(name)
+    rng = np.random.default_rng(17)
+    for _ in range(30):
+        damaged = bytearray(data)
+        for at in rng.integers(0, len(data), size=int(rng.integers(1, 4))):
+            damaged[at] ^= int(rng.integers(1, 256))
+        cut = int(rng.integers(len(data) // 2, len(data) + 1))
+        damaged = bytes(damaged[:cut])
+        result = trace(damaged, decode=False)
+        try:
+            stream = refcodec.read_headers(damaged)
+        except refcodec.BitstreamError as exc:
+            assert result.error is not None and str(result.error) == str(exc)
+        else:
+            from refcodec.layer import payload_violations
+            problems = [p for layer in stream.layers for p in payload_violations(layer)]
+            assert (result.error is None) == (not problems)
+        result.to_json()
+        result.to_text()

@@ -23,7 +23,9 @@ JSON schema (``Trace.to_dict``, ``refcodec trace --json``)::
                   "byte_offset": int,    # byte of the stream where the element starts
                   "bit": int,            # its first bit in that byte, 0 = most significant
                   "bits": int,           # its length in bits (a structure: all of it)
-                  "descriptor": str|null,# u(n), ue(v), se(v), f(32), b(8*n)
+                  "descriptor": str|null,# as in the spec's tables: u(n), i(16), f32,
+                                         # f(64), b(len_layer_id), b(16), b(*); H.265's
+                                         # u(n), ue(v), se(v)
                   "raw": str,            # its bits ("0"/"1", up to 64) or first bytes (hex)
                   "value": int|float|str|null,   # bytes as hex, non-finite floats as
                                                  # "nan", "inf", "-inf"
@@ -152,8 +154,9 @@ class Trace:
             clause = f"  [{e.clause}]" if e.clause else ""
             meaning = f" ({e.meaning})" if e.meaning else ""
             if e.kind == "struct":
-                out.append(f"{head}{e.name}  {{{e.bits // 8 if e.bits % 8 == 0 else e.bits}"
-                           f"{' bytes' if e.bits % 8 == 0 else ' bits'}}}{meaning}{clause}")
+                size, unit = (e.bits // 8, "byte") if e.bits % 8 == 0 else (e.bits, "bit")
+                out.append(f"{head}{e.name}  {{{size} {unit}{'s' if size != 1 else ''}}}"
+                           f"{meaning}{clause}")
             elif e.kind in ("derived", "note"):
                 out.append(f"{head}{e.name} = {text_value(e.value)}{meaning}{clause}")
             else:
@@ -181,13 +184,7 @@ def _enum_name(name: str, value) -> str | None:
 
 
 def _descriptor(e: Element) -> str | None:
-    if e.kind != "field":
-        return None
-    if isinstance(e.value, float):
-        return f"f({e.bits})"
-    if isinstance(e.value, bytes):
-        return f"b(8*{e.bits // 8})"
-    return f"u({e.bits})"
+    return e.descriptor if e.kind == "field" else None
 
 
 def _entry(e: Element, meaning: str | None = None, depth_shift: int = 0) -> Entry:
@@ -255,7 +252,7 @@ class _Tracer:
         if pos < len(data):
             rest = data[pos:]
             self.entries.append(Entry("field", "trailing_data", "trailing_data", 0, 8 * pos,
-                                      8 * len(rest), f"b(8*{len(rest)})",
+                                      8 * len(rest), f"b({len(rest)})",
                                       _hex_raw(rest), rest, "bytes after end_of_stream",
                                       "8.2.7"))
 
@@ -307,6 +304,8 @@ class _Tracer:
             ids = [e.value for e in w.elements if e.name == "face_id"]
             self.face_ids.append(ids[0] if ids else b"")
             self.add(w.elements)
+            if w.stopped_at is None:
+                self.levels(w.elements, path)
         elif unit_type == enums.UnitType.FACE_ENHANCEMENT and _face_version(self.data):
             n = payload[0] if payload else 0
             face_id = bytes(payload[1:1 + n])
@@ -324,6 +323,22 @@ class _Tracer:
                                       8 * len(payload), None, "", f"{len(payload)} bytes",
                                       "not interpreted: a unit type this decoder skips",
                                       "8.2.1"))
+
+    def levels(self, elements, path: str) -> None:
+        """The levels embedding_payload codes (clause 13.3.6), read by the face decoder's
+        own reader, as one derived entry."""
+        from .face import entropy
+        values = {e.name: e for e in elements}
+        payload = values["embedding_payload"]
+        try:
+            levels = entropy.read_levels(payload.value, values["embedding_dim"].value,
+                                         values["eg_order"].value)
+        except (entropy.EmbeddingCodeError, ValueError):
+            return           # the decoder's error says why (13.3.5, 13.3.6)
+        self.entries.append(Entry("derived", f"{path}.level", "level", payload.depth + 1,
+                                  payload.bit_offset, payload.bits, None, "", list(levels),
+                                  f"{len(levels)} levels, sek(v) with k = eg_order",
+                                  "13.3.6"))
 
     # ---- HEVC payloads ------------------------------------------------------------------
 

@@ -115,6 +115,7 @@ def check_against_headers(name: str, result: dict) -> None:
         assert bytes.fromhex(fields[f"{base}.face_id"][0]).decode() == face.base.face_id
         assert fields[f"{base}.embedding_dim"] == [face.base.embedding_dim]
         assert fields[f"{base}.embedding_step"] == [face.base.embedding_step]
+        assert fields[f"{base}.level"] == [list(face.base.levels)]
         if face.enhancement is not None:
             enh = f"faces[{face.index}].enhancement"
             for attr in ("image_height", "image_width", "image_channels", "residual_min",
@@ -298,3 +299,34 @@ def test_trace_of_damaged_streams(name):
             assert (result.error is None) == (not problems)
         result.to_json()
         result.to_text()
+
+
+def spec_descriptors() -> dict[str, set[str]]:
+    """Syntax element name (array index dropped) -> the descriptors the spec's generated
+    tables give it."""
+    rows = re.compile(r"^\| (?:&emsp;)*`([a-z_0-9]+)(?:\[[a-z]\])?` \| ([^|]+?) \|", re.M)
+    found: dict[str, set[str]] = {}
+    spec = Path(__file__).resolve().parents[1] / "spec"
+    for name in ("07-syntax.md", "13-face-layers.md"):
+        for element, descriptor in rows.findall((spec / name).read_text()):
+            found.setdefault(element, set()).add(descriptor.split(" = ")[0].strip())
+    return found
+
+
+@pytest.mark.parametrize("name", ["basic", "order_shuffle", "tiled_grid_2x3", "face_hevc",
+                                  "face_predictor", "layout_nhwc_bfloat16_tiled"])
+def test_container_names_and_descriptors_are_the_spec_tables(name):
+    """Every container element the trace shows is named as in the spec's syntax tables,
+    with the descriptor they give it (the trace walks the same construct definitions)."""
+    table = spec_descriptors()
+    result = trace(data_of(name), decode=False)
+    checked = 0
+    for e in result.entries:
+        if e.kind != "field" or (e.clause or "").startswith("H.265") or \
+                e.name == "trailing_data":
+            continue
+        element = re.sub(r"\[\d+\]$", "", e.name)
+        assert element in table, e.name
+        assert e.descriptor in table[element], (e.name, e.descriptor, table[element])
+        checked += 1
+    assert checked >= 25

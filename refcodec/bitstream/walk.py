@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import re
 
 import construct
 from construct import (Array, Container, IfThenElse, Pass, Renamed, Struct, Switch,
@@ -40,6 +41,8 @@ class Element:
     raw: str
     #: The clause the field's documentation names (the spec's semantics clause).
     clause: str | None
+    #: The descriptor of the spec's syntax table (u(8), f32, b(len_layer_id), b(*), ...).
+    descriptor: str | None = None
 
     @property
     def byte_offset(self) -> int:
@@ -65,6 +68,29 @@ def _raw_of_bytes(data: bytes) -> str:
         return "".join(f"{b:08b}" for b in data)
     head = data[:RAW_BYTES].hex()
     return head + ("..." if len(data) > RAW_BYTES else "")
+
+
+#: Descriptors of construct's byte-aligned number fields (as in the spec's tables).
+_FORMATS = {">B": "u(8)", ">H": "u(16)", ">L": "u(32)", ">I": "u(32)", ">Q": "u(64)",
+            ">h": "i(16)", ">f": "f32", ">e": "f16"}
+
+
+def _descriptor(sc, bits: int) -> str:
+    """The descriptor of a leaf as the spec's tables write it."""
+    while isinstance(sc, construct.Rebuild):
+        sc = sc.subcon
+    if isinstance(sc, construct.FormatField) and sc.fmtstr in _FORMATS:
+        return _FORMATS[sc.fmtstr]
+    if isinstance(sc, construct.Const):
+        return f"f({bits})"
+    if isinstance(sc, construct.Bytes):
+        length = sc.length
+        text = vars(length).get("text") if hasattr(length, "__dict__") else None
+        text = re.sub(r"this\['(\w+)'\]", r"\1", text or repr(length))
+        return f"b({text.replace('this.', '')})"
+    if sc is construct.GreedyBytes:
+        return "b(*)"
+    return f"u({bits})"
 
 
 def _plain(value):
@@ -100,7 +126,7 @@ class _Walker:
         else:
             raw, start, bits = _raw_of_bytes(chunk), bit_base + 8 * pos0, 8 * (pos1 - pos0)
         self.out.append(Element(path, name, "field", depth, start, bits, _plain(value), raw,
-                                clause))
+                                clause, _descriptor(sc, bits)))
         return value
 
     def node(self, sc, stream, ctx, path, name, clause, depth, bit_base, in_bits):

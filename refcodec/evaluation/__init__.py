@@ -18,8 +18,13 @@ Image set (``image_set``)
         crop70-br-flip  bottom-right crop of 70% x 70%, mirrored left-right
         crop50        centre crop of 50% x 50%
 
+    followed by 41 more (``images._more_variants``: the whole photograph mirrored; crops of
+    80, 70, 60 and 50 % at the four corners and the centre, plain and mirrored, those not
+    already listed; the whole photograph scaled down to 50 % and 35 % of its sides, plain
+    and mirrored), 46 variants in all.
     Input k (0-based) is variant k // 18 of photograph k % 18: the default N = 36 is every
-    photograph whole and centre-cropped-flipped; N <= 90.
+    photograph whole and centre-cropped-flipped; N <= 828.  Other inputs: a folder, a list
+    file or arrays (``sources``).
     ``detection_image_set`` (for the text detector): the two photographs with text
     (``text``, ``page``), each in six variants: whole, left 60%, right 60%, top 70%,
     bottom 70%, centre 70% x 70%, and four photographs without text (chelsea, coffee,
@@ -54,13 +59,31 @@ Measures, per network, split point, configuration and QP (``refcodec.metrics``, 
   inputs;
 * encode and decode time per input (one thread).
 
-Jobs are (network, input, split, configuration, QP); they run in worker processes with one
-torch thread each, and the results depend on the job only, not on the worker count.
+* continuous fidelity per input: softmax KL and logit MSE (classification), F_image of
+  Eq. 4 (detection); bootstrap intervals of every point and paired bootstrap intervals of
+  the BD-rates (``stats``).
 
-Modules: ``images`` (the inputs), ``configs`` (QPs, configurations), ``jobs`` (one job, the
-worker pool), ``summary`` (aggregation, BD-rates, Fig. 5), ``driver`` (EvalOptions,
-evaluate), ``report`` (CSV, JSON, Markdown, plots); this package re-exports their public
-names.
+The retrieval references of a point are the pristine embeddings of the point's own inputs
+(the same values as the unsplit network's, for every split).
+
+Jobs are (network, input, split, configuration, QP); they run on Dask distributed (a
+LocalCluster, or an existing cluster) or in a plain loop, with one torch thread per
+worker, and the results depend on the job only, not on the engine or the worker count.
+Each finished job is written at once to the results store (``store``), which a killed run
+resumes from.
+
+Modules: ``images`` (the bundled inputs), ``sources`` (folders, list files, lazy loading),
+``configs`` (QPs, configurations), ``networks`` (built-in, any torch module, named
+architectures), ``jobs`` (the tasks of one job), ``engine`` (Dask or a loop, progress),
+``store`` (the results store), ``summary`` (aggregation, BD-rates, Fig. 5), ``stats``
+(bootstrap intervals), ``driver`` (EvalOptions, evaluate, result_from_store), ``report``
+(CSV, JSON, Markdown, plots); this package re-exports their public names.
+
+From Python, any torch module::
+
+    from refcodec.evaluation import evaluate
+    result = evaluate(model=my_model, split=["layer2", "layer3"], images="/data/val",
+                      qps=(22, 32, 42), workers=2, store="out/my.sqlite")
 """
 
 from .configs import BASELINE, PRESET_CONFIGS, QPS, encoder_config, parse_config

@@ -22,7 +22,8 @@ from .layer import (  # noqa: F401 - the layer pipeline's names, as refcodec.cod
     MIN_PICTURE_SIDE, NUMPY_DTYPES, EncoderConfig, decode_layer, decode_pictures,
     decode_samples, encode_layer, payload_violations, planes_md5, rebase, reconstruct,
     sample_md5, sample_md5_violation)
-from .records import LayerHeader, Stream, StreamHeader, embedding_bytes, face_image_bytes
+from .records import (LayerHeader, Stream, StreamHeader, embedding_bytes, face_image_bytes,
+                      version_minor_of)
 from .syntax import FACE_VERSION_MINOR, VERSION_MAJOR
 
 
@@ -147,7 +148,7 @@ def encode(tensors, config: EncoderConfig | Mapping[str, EncoderConfig] | None =
         coded.append(encode_layer(name, tensor, cfg, backend))
     headers = [header for header, _, _ in coded]
     level = choose_level(headers, [len(payload) for _, _, payload in coded], face_records)
-    stream_header = StreamHeader(VERSION_MAJOR, FACE_VERSION_MINOR if face_records else 0,
+    stream_header = StreamHeader(VERSION_MAJOR, version_minor_of(headers, bool(face_records)),
                                  int(Profile.MAIN), level.level_idc, len(coded))
     return bitstream.build_stream(stream_header, coded, faces=face_records)
 

@@ -120,6 +120,12 @@ def to_binary16(value: float, direction: int) -> float:
     """The binary16 number nearest ``value`` in ``direction`` (-1: the largest not above it,
     +1: the smallest not below it), as an exact float; QuantizerInputError beyond the
     binary16 range (magnitude above 65504 after rounding outward)."""
+    if abs(value) > BINARY16_MAX:
+        if direction * value < 0:          # rounded toward zero: the largest magnitude
+            return BINARY16_MAX if value > 0 else -BINARY16_MAX
+        raise QuantizerInputError(
+            f"param_format binary16 cannot cover the value {value!r}: binary16 parameters "
+            f"reach magnitude {BINARY16_MAX:g}; use param_format binary32")
     h = np.float16(value)
     if direction < 0 and float(h) > value:
         h = np.nextafter(h, np.float16(-np.inf))

@@ -259,11 +259,11 @@ class _Tracer:
     def wanted(self, index, unit_type, payload, layer):
         """Whether unit ``index`` is selected; ``layer``: the layer_id of the layer whose
         layer_data comes next (a layer_header unit names it)."""
-        if unit_type == enums.UnitType.LAYER_HEADER:
+        headers = (enums.UnitType.LAYER_HEADER, enums.UnitType.LAYER_HEADER_EXT)
+        if unit_type in headers:
             n = payload[0] if payload else 0
             layer = bytes(payload[1:1 + n]).decode("utf-8", "replace")
-        this = layer if unit_type in (enums.UnitType.LAYER_HEADER,
-                                      enums.UnitType.LAYER_DATA) else None
+        this = layer if unit_type in headers + (enums.UnitType.LAYER_DATA,) else None
         if unit_type == enums.UnitType.LAYER_DATA:
             layer = None
         ok = True
@@ -272,7 +272,7 @@ class _Tracer:
         if self.layers is not None:
             ok = ok and this in self.layers if self.units is None else (
                 ok or this in self.layers)
-        return ok, (this if unit_type == enums.UnitType.LAYER_HEADER else layer)
+        return ok, (this if unit_type in headers else layer)
 
     def count(self, unit_type, payload: bytes) -> None:
         """Keep the layer and face numbering of a unit that is not traced."""
@@ -283,9 +283,9 @@ class _Tracer:
             self.face_ids.append(bytes(payload[1:1 + n]))
 
     def payload(self, unit_type, payload: bytes, start: int, depth: int) -> None:
-        if unit_type == enums.UnitType.LAYER_HEADER:
+        if unit_type in (enums.UnitType.LAYER_HEADER, enums.UnitType.LAYER_HEADER_EXT):
             w = walk(syntax.layer_header, payload, path=f"layers[{self.num_layers}]",
-                     base=start, depth=depth)
+                     base=start, depth=depth, unit_type=int(unit_type))
             self.add(w.elements)
         elif unit_type == enums.UnitType.LAYER_DATA:
             path = f"layers[{self.num_layers}]"

@@ -32,6 +32,7 @@ def read_layer_header(reader, payload: bytes, start: int, path: str,
     else:
         c, full, consumed = parsed
     layer_id = _fixed_fields(reader, Located(reader, fast.LAYER_HEADER_FIXED, c, start, path))
+    _reserved_packing_type(reader, c, payload, start, path)
     if parsed is None:
         full, consumed = reader.parse(syntax.layer_header, payload, start, path,
                                       "layer_header()", unit_type=unit_type)
@@ -108,6 +109,29 @@ def _fixed_fields(reader, f: Located) -> str:
                         f.at("layer_header_ext") + 1,
                         f"{f.path}.layer_header_ext.permutation_coding")
     return layer_id
+
+
+def _reserved_packing_type(reader, c, payload: bytes, start: int, path: str) -> None:
+    """packing_type read where the fixed fields put it, before the rest is parsed: 2 is
+    reserved in a stream whose version_minor is below 2 (clause 8.3.9), where no tile_grid()
+    follows it, so that such a stream is refused as a decoder of version 1.0 or 1.1 refuses
+    it, and not for the tile_grid() it lacks."""
+    if reader.version_minor >= syntax.FORMAT12_VERSION_MINOR:
+        return
+    ext = c.layer_header_ext
+    value = 2 if ext is not None and ext.param_format == ParamFormat.BINARY16 else 4
+    sets = c.num_channels if c.layer_flags.per_channel_quant_flag else 1
+    pos = 1 + c.len_layer_id + 21 + (2 if ext is not None else 0) + sets * value * (
+        1 if c.quantizer_type == QuantizerType.INTEGER else 2)
+    if c.layer_flags.channel_permutation_flag:
+        if ext is not None and ext.permutation_coding == PermutationCoding.COMPACT:
+            pos += -(-(c.num_channels * syntax.perm_bits(c.num_channels)) // 8)
+        else:
+            pos += 4 * c.num_channels
+    if pos < len(payload) and payload[pos] == PackingType.DENSE:   # the message of 1.1
+        reader.stop(UnsupportedFeature, "8.3.9",
+                    "packing_type 2 is reserved", start + pos,
+                    f"{path}.packing_type")
 
 
 def _quant_params(f: Located, qtype: QuantizerType, dtype: SourceDtype,
@@ -189,9 +213,8 @@ def _packing(reader, f: Located) -> tuple[PackingType, int, int]:
                "packing_type")
     packing = PackingType(full.packing_type)
     if packing == PackingType.DENSE and reader.version_minor < syntax.FORMAT12_VERSION_MINOR:
-        f.stop(UnsupportedFeature, "8.3.9",
-               f"packing_type 2 is reserved in a stream whose version_minor is "
-               f"{reader.version_minor} (it needs version_minor 2)", "packing_type")
+        f.stop(UnsupportedFeature, "8.3.9", "packing_type 2 is reserved",   # below 1.2
+               "packing_type")
     dense = packing == PackingType.DENSE
     rows = cols = 1
     if packing in (PackingType.TILED, PackingType.DENSE):

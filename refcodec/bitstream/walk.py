@@ -16,7 +16,7 @@ import io
 import re
 
 import construct
-from construct import (Array, Container, IfThenElse, Pass, Renamed, Struct, Switch,
+from construct import (Array, Container, IfThenElse, Pass, Renamed, Restreamed, Struct, Switch,
                        Transformed)
 from construct.core import evaluate
 
@@ -159,6 +159,18 @@ class _Walker:
             inner = io.BytesIO(sc.decodefunc(data))
             return self.node(sc.subcon, inner, ctx, path, name, clause, depth,
                              bit_base + 8 * pos0, True)
+        if isinstance(sc, Restreamed) and isinstance(sc.subcon, Struct) and not in_bits:
+            # a BitStruct whose size depends on the context (compact_permutation()): its
+            # bytes found by parsing it once, then walked as a stream of bits
+            pos0 = stream.tell()
+            try:
+                sc._parsereport(stream, ctx, path)
+            except construct.ConstructError as exc:
+                raise _Stop(path) from exc
+            data = stream.getvalue()[pos0:stream.tell()]
+            inner = io.BytesIO(construct.bytes2bits(data))
+            return self.node(sc.subcon, inner, ctx, path, name, clause, depth,
+                             bit_base + 8 * pos0, True)
         return self.leaf(sc, stream, ctx, path, name, clause, depth, bit_base, in_bits)
 
     def _open(self, path, name, clause, depth, stream, bit_base, in_bits) -> int:
@@ -209,13 +221,16 @@ class _Walker:
         return items
 
 
-def walk(struct, data: bytes, *, path: str, base: int = 0, depth: int = 0) -> Walk:
+def walk(struct, data: bytes, *, path: str, base: int = 0, depth: int = 0,
+         **params) -> Walk:
     """The elements of ``struct`` parsed from ``data``, which starts at byte ``base`` of the
     stream; element paths start with ``path``.  Never raises for short data: the walk stops
-    at the first element that does not fit (``Walk.stopped_at``)."""
+    at the first element that does not fit (``Walk.stopped_at``).  ``params``: what the
+    structure depends on outside itself (the unit_type of a layer_header())."""
     walker = _Walker(8 * base, depth)
     stream = io.BytesIO(bytes(data))
-    top = Container(_params=Container(), _parsing=True, _building=False, _sizing=False)
+    top = Container(_params=Container(**params), _parsing=True, _building=False,
+                    _sizing=False)
     stopped = None
     try:
         walker.node(struct, stream, top, path, path.rsplit(".", 1)[-1], None, depth,

@@ -94,8 +94,8 @@ def encode(tensors, config: EncoderConfig | Mapping[str, EncoderConfig] | None =
     ``faces``: (FaceInput, FaceConfig) pairs (``refcodec.face``), coded as face_base and
     face_enhancement units (format 1.1); the stream is version 1.0 without them.
     ``tune``: "seed", "fast" or "efficient": the choosing encoder (refcodec.tune, Annex
-    A.6) picks each layer's coding from the tensor; the config gives the QP, layout and
-    verify flag.  ``target_bytes`` / ``bits_per_element``: rate control (Annex A.7), the
+    A.7) picks each layer's coding from the tensor; the config gives the QP, layout and
+    verify flag.  ``target_bytes`` / ``bits_per_element``: rate control (Annex A.8), the
     QP chosen so that the stream (a number) or each named layer (a mapping from layer id
     to number) fits.  ``report``: a list that receives one refcodec.tune.LayerReport per
     layer (choice, QP, bytes, encodes spent) when tune or a target is given.

@@ -1,10 +1,10 @@
-"""The choosing encoder (informative, Annex A.6) and rate control (Annex A.7).
+"""The choosing encoder (informative, Annex A.7) and rate control (Annex A.8).
 
 ``choose(name, tensor, tune, qp)`` measures a tensor and picks, for one layer, the coding
 options the seed configuration leaves to the user: packing and mosaic shape, quantizer, bit
 depth, a clipping range, the maps flattened to their mean, the channel order and the libx265
 settings.  Every rule is a function of measurements of the tensor (and of the QP it will be
-coded at); Annex A.6 gives each with the measurement that justifies it.  The tunes:
+coded at); Annex A.7 gives each with the measurement that justifies it.  The tunes:
 
 * ``seed``: the seed paper's configuration (log quantizer, 8-bit, one channel per picture
   where libx265 allows it, preset medium), kept by name as the reference point; it is
@@ -37,21 +37,24 @@ from .layer import MIN_PICTURE_SIDE, EncoderConfig, _as_numpy, encode_layer
 
 TUNES = ("seed", "fast", "efficient")
 
-#: libx265 settings of the tunes (Annex A.6.6): preset and x265_params; "efficient" adds
+#: libx265 settings of the tunes (Annex A.7.6): preset and x265_params; "efficient" adds
 #: RDOQ_PARAMS where the tiles are at most RDOQ_MAX_TILE samples on a side.
 X265 = {"efficient": ("medium", "sao=0"), "fast": ("medium", "sao=0")}
 RDOQ_PARAMS = "rdoq-level=2"
 RDOQ_MAX_TILE = 8
-#: A layer is signed when more than this fraction of its elements is negative (A.6.2).
+#: A.7.1: dense packing (format 1.2, packing_type 2) for maps whose sides are not
+#: multiples of 8; False writes only the syntax of format 1.1 (tiled mosaics).
+DENSE = True
+#: A layer is signed when more than this fraction of its elements is negative (A.7.2).
 SIGNED_FRACTION = 0.01
-#: Flattening (A.6.4): a map whose standard deviation is below this fraction of the
+#: Flattening (A.7.4): a map whose standard deviation is below this fraction of the
 #: layer's, and below the coding noise at the QP, is replaced by its mean.
 FLAT_FRACTION = 0.15
-#: Clipping candidates (A.6.3): lower and upper percentiles of the layer's values; a
+#: Clipping candidates (A.7.3): lower and upper percentiles of the layer's values; a
 #: clipping is taken when its estimated error is below CLIP_GAIN times the unclipped one.
 CLIP_PERCENTILES = ((0.01, 99.99), (0.1, 99.9))
 CLIP_GAIN = 0.95
-#: A.6.1: the largest mosaic picture the tunes make (within level 10: 4096 per side and
+#: A.7.1: the largest mosaic picture the tunes make (within level 10: 4096 per side and
 #: 2**22 samples), so that every tuned layer stays codable at the lowest level.
 MAX_MOSAIC_SAMPLES = LEVELS[min(LEVELS)].max_picture_samples
 MAX_MOSAIC_SIDE = LEVELS[min(LEVELS)].max_picture_size
@@ -111,7 +114,7 @@ class Choice:
 def coding_noise(value_range: float, qp: int, bit_depth: int) -> float:
     """Standard deviation, in value units, of the error of a uniform quantizer over
     ``value_range`` at ``bit_depth`` followed by libx265 all-intra coding at slice QP ``qp``
-    (A.6.3): HEVC's quantizer step is 2^((qp - 4) / 6) samples of an 8-bit picture and
+    (A.7.3): HEVC's quantizer step is 2^((qp - 4) / 6) samples of an 8-bit picture and
     libx265 keeps that step relative to the sample range at 10 and 12 bits (measured:
     root-mean-square error x sqrt(12) = 7.9 samples at QP 22, 24 at QP 32, 58 at QP 42 on
     MobileNetV2 conv2 features, the same at 8 and 10 bits), plus the quantizer's own
@@ -122,7 +125,7 @@ def coding_noise(value_range: float, qp: int, bit_depth: int) -> float:
 
 
 def _clip_range(v: np.ndarray, stats: Stats, qp: int, bit_depth: int, reasons: list):
-    """The clipping of A.6.3: of no clipping and the CLIP_PERCENTILES ranges, the one with
+    """The clipping of A.7.3: of no clipping and the CLIP_PERCENTILES ranges, the one with
     the smallest estimated squared error (coding noise over the range, plus the error of
     the clipped values), when it is below CLIP_GAIN times the error without clipping."""
     full = stats.maximum - stats.minimum
@@ -146,17 +149,19 @@ def _clip_range(v: np.ndarray, stats: Stats, qp: int, bit_depth: int, reasons: l
     return best[1]
 
 
-def mosaic_grid(c: int, tile_h: int, tile_w: int) -> tuple[int, int]:
-    """The tile grid of A.6.1: one batch item's C maps in one picture (fewer when that
+def mosaic_grid(c: int, tile_h: int, tile_w: int, dense: bool = False) -> tuple[int, int]:
+    """The tile grid of A.7.1: one batch item's C maps in one picture (fewer when that
     picture would exceed MAX_MOSAIC_SIDE or MAX_MOSAIC_SAMPLES), rows x cols >= the maps it
     holds: of the grids whose picture is within 2:1, the one with the fewest unused tiles,
-    then the squarest picture; at least 16x16 samples (libx265)."""
-    per_picture = max(1, min(c, MAX_MOSAIC_SAMPLES // (tile_h * tile_w)))
+    then the squarest picture; at least 16x16 samples (libx265).  ``dense``: the tiles are
+    the maps themselves and the picture is padded to multiples of 8 (packing "dense")."""
+    slack = 7 if dense else 0             # the padding of a dense picture
+    per_picture = max(1, min(c, MAX_MOSAIC_SAMPLES // ((tile_h + slack) * (tile_w + slack))))
     while True:
         best = None
         for rows in range(1, per_picture + 1):
             cols = -(-per_picture // rows)
-            if rows * tile_h > MAX_MOSAIC_SIDE or cols * tile_w > MAX_MOSAIC_SIDE:
+            if rows * tile_h + slack > MAX_MOSAIC_SIDE or cols * tile_w + slack > MAX_MOSAIC_SIDE:
                 continue
             unused = rows * cols - per_picture
             aspect = abs(math.log((rows * tile_h) / (cols * tile_w)))
@@ -168,7 +173,11 @@ def mosaic_grid(c: int, tile_h: int, tile_w: int) -> tuple[int, int]:
             rows, cols = best[1], best[2]
             break
         per_picture = max(1, per_picture // 2)
-    min_rows, min_cols = packing.min_tile_grid(tile_h, tile_w, MIN_PICTURE_SIDE)
+    if dense:      # a dense side of more than 8 samples is padded to at least 16
+        min_rows, min_cols = -(-(MIN_PICTURE_SIDE - 7) // tile_h), \
+            -(-(MIN_PICTURE_SIDE - 7) // tile_w)
+    else:
+        min_rows, min_cols = packing.min_tile_grid(tile_h, tile_w, MIN_PICTURE_SIDE)
     return max(rows, min_rows), max(cols, min_cols)
 
 
@@ -198,7 +207,7 @@ def choose(name: str, tensor, tune: str, base: EncoderConfig | None = None) -> C
     v = x.astype(np.float32, copy=False).ravel()
     n, c, h, w = x.shape
     reasons = []
-    # A.6.2: the quantizer and the bit depth
+    # A.7.2: the quantizer and the bit depth
     if stats.signed:
         quantizer, bit_depth = "uniform", 10
         reasons.append(f"signed ({stats.negative_fraction:.1%} negative): uniform, 10-bit")
@@ -208,11 +217,11 @@ def choose(name: str, tensor, tune: str, base: EncoderConfig | None = None) -> C
     if not stats.maximum > stats.minimum:
         quantizer = "uniform"           # a constant tensor: the log quantizer refuses it
         reasons.append("constant: uniform")
-    # A.6.3: clipping of heavy tails (uniform quantizer only)
+    # A.7.3: clipping of heavy tails (uniform quantizer only)
     clip = None
     if quantizer == "uniform" and stats.maximum > stats.minimum:
         clip = _clip_range(v, stats, base.qp, bit_depth, reasons)
-    # A.6.4: flattening of near-constant maps
+    # A.7.4: flattening of near-constant maps
     lo, hi = clip if clip is not None else (stats.minimum, stats.maximum)
     threshold = min(FLAT_FRACTION * stats.std, coding_noise(hi - lo, base.qp, bit_depth))
     map_std = stats.map_std if clip is None else np.clip(x, lo, hi).std(axis=(2, 3),
@@ -221,17 +230,19 @@ def choose(name: str, tensor, tune: str, base: EncoderConfig | None = None) -> C
     if flat_maps:
         reasons.append(f"{len(flat_maps)} of {n * c} maps with a standard deviation below "
                        f"{threshold:.3g} flattened to their mean")
-    # A.6.1: packing, one mosaic per batch item
+    # A.7.1: packing, one mosaic per batch item; dense (format 1.2) when maps need padding
     th, tw = h + -h % 8, w + -w % 8
-    rows, cols = mosaic_grid(c, th, tw)
-    reasons.append(f"mosaic {rows}x{cols} of {tw}x{th} tiles")
-    # A.6.5: the channel order stays (a permutation costs 4 bytes per channel)
+    dense = DENSE and (th, tw) != (h, w) and mosaic_grid(c, th, tw) != (1, 1)
+    rows, cols = mosaic_grid(c, h, w, dense=True) if dense else mosaic_grid(c, th, tw)
+    packing_name = "dense" if dense else "tiled" if rows * cols > 1 else "channel"
+    reasons.append(f"{packing_name} mosaic {rows}x{cols} of "
+                   f"{(w, h) if dense else (tw, th)} tiles")
+    # A.7.5: the channel order stays (a permutation costs 4 bytes per channel)
     preset, x265 = X265[tune]
     if tune == "efficient" and max(th, tw) <= RDOQ_MAX_TILE:
         x265 = ":".join((x265, RDOQ_PARAMS))
         reasons.append(f"tiles of {tw}x{th}: {RDOQ_PARAMS}")
-    cfg = EncoderConfig(quantizer=quantizer, bit_depth=bit_depth,
-                        packing="tiled" if rows * cols > 1 else "channel",
+    cfg = EncoderConfig(quantizer=quantizer, bit_depth=bit_depth, packing=packing_name,
                         tile_grid=(rows, cols) if rows * cols > 1 else None,
                         preset=preset, x265_params=x265, **keep)
     return Choice(tune, cfg, clip, flat_maps, tuple(reasons))

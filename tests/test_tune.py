@@ -73,12 +73,23 @@ def test_near_constant_maps_are_flattened_to_their_mean():
 
 
 @pytest.mark.parametrize("c,h,grid", [(96, 14, (12, 8)), (1280, 7, (32, 40)),
-                                      (1280, 1, (32, 40)), (32, 28, (4, 8)), (7, 7, (2, 4))])
+                                      (1280, 1, (32, 40)), (32, 28, (4, 8)), (7, 7, (2, 4)),
+                                      (24, 56, (4, 6)), (3, 1, (9, 9))])
 def test_small_maps_go_into_one_mosaic(c, h, grid):
-    choice = tune.choose("a", relu((1, c, h, h)), "efficient")
+    x = relu((1, c, h, h))
+    choice = tune.choose("a", x, "efficient")
     rows, cols = choice.config.tile_grid
-    assert choice.config.packing == "tiled" and rows * cols >= c
-    assert sorted((rows, cols)) == sorted(grid)
+    assert rows * cols >= c and sorted((rows, cols)) == sorted(grid)
+    # maps that need padding are packed densely (format 1.2), the others tiled
+    assert choice.config.packing == ("dense" if h % 8 else "tiled")
+    header = refcodec.read_headers(refcodec.encode(x, tune="efficient")).layers[0].header
+    assert header.num_pictures == 1 and min(header.picture_width, header.picture_height) >= 16
+
+
+def test_without_dense_packing_the_mosaic_is_tiled(monkeypatch):
+    monkeypatch.setattr(tune, "DENSE", False)
+    choice = tune.choose("a", relu((1, 1280, 7, 7)), "efficient")
+    assert choice.config.packing == "tiled" and choice.config.tile_grid in ((32, 40), (40, 32))
 
 
 def test_mosaic_respects_the_lowest_level():
@@ -203,11 +214,11 @@ def test_cli_tune_and_rate_control(tmp_path, capsys):
     assert cli_main(["encode", str(src), "-o", str(bad), "--target-bytes", "50"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "QP 51" in err and not bad.exists()
-    assert cli_main(["encode", str(src), "-o", str(bad), "--bits-per-element", "f=0.5",
+    assert cli_main(["encode", str(src), "-o", str(bad), "--bits-per-element", "f=2",
                      "--x265-params", "sao=0"]) == 0
     assert "rate control" in capsys.readouterr().out
-    with pytest.raises(SystemExit):
-        cli_main(["encode", str(src), "-o", str(bad), "--target-bytes", "-3"])
+    assert cli_main(["encode", str(src), "-o", str(bad), "--target-bytes", "-3"]) == 2
+    assert "--target-bytes" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------------------------

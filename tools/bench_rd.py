@@ -23,6 +23,7 @@ bytes; timings comparable between tunes).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import sys
@@ -34,11 +35,48 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import refcodec  # noqa: E402
+from refcodec import tune as tuning  # noqa: E402
 from refcodec.metrics import bd_rate  # noqa: E402
 
 SPLITS = ("conv1", "conv2", "conv3", "conv4", "conv5", "pool5")
 QPS = tuple(range(12, 43, 5))
 TUNES = ("seed", "fast", "efficient")
+
+
+def _variant(**change):
+    """An ablation of the efficient tune: its choice for the layer with one rule changed."""
+    def make(choice):
+        cfg, fields = choice.config, dict(change)
+        clip = fields.pop("clip", choice.clip)
+        flat = fields.pop("flat_maps", choice.flat_maps)
+        if callable(fields.get("x265_params")):
+            fields["x265_params"] = fields["x265_params"](cfg.x265_params)
+        if fields.get("quantizer") == "log" and cfg.quantizer != "uniform":
+            fields = {}                       # only signed layers change quantizer
+        if fields.get("bit_depth") == 8 and cfg.quantizer != "uniform":
+            fields = {}
+        return dataclasses.replace(choice, config=dataclasses.replace(cfg, **fields),
+                                   clip=clip, flat_maps=flat)
+    return make
+
+
+def _drop(option):
+    return lambda text: ":".join(i for i in text.split(":") if not i.startswith(option))
+
+
+#: --variants: each rule of the efficient tune undone in turn (Annex A.7's measurements)
+VARIANTS = {
+    "no-clip": _variant(clip=None),
+    "no-flatten": _variant(flat_maps=()),
+    "log-quantizer": _variant(quantizer="log", bit_depth=8, clip=None),
+    "8-bit": _variant(bit_depth=8),
+    "no-mosaic": _variant(packing="auto", tile_grid=None),
+    "sao": _variant(x265_params=_drop("sao")),
+    "rdoq-everywhere": _variant(x265_params=lambda t: t if "rdoq" in t else ":".join(
+        i for i in (t, "rdoq-level=2") if i)),
+    "preset-slower": _variant(preset="slower"),
+    "no-dense": _variant(),          # chosen with refcodec.tune.DENSE off (tiled mosaics)
+}
 #: the issue's targets: BD-rate at equal KL (percent), encode time ratios
 TARGETS = {"conv2": -16.0, "conv3": -20.0, "conv4": -36.0, "conv5": -41.0, "average": -30.0}
 POOL5_TOP1 = 0.97
@@ -80,12 +118,19 @@ def run(images: int, qps, tunes, splits, progress=True) -> dict:
             shapes[split_name] = list(f.shape)
             for tune in tunes:
                 for qp in qps:
-                    t0 = time.perf_counter()
-                    data = refcodec.encode({split_name: f}, refcodec.EncoderConfig(qp=qp),
-                                           tune=tune)
-                    t1 = time.perf_counter()
+                    t0 = time.process_time()
+                    if tune in VARIANTS:
+                        tuning.DENSE = tune != "no-dense"
+                        choice = VARIANTS[tune](tuning.choose(
+                            split_name, f, "efficient", refcodec.EncoderConfig(qp=qp)))
+                        tuning.DENSE = True
+                        data = refcodec.encode({split_name: choice.apply(f)}, choice.config)
+                    else:
+                        data = refcodec.encode({split_name: f},
+                                               refcodec.EncoderConfig(qp=qp), tune=tune)
+                    t1 = time.process_time()
                     y = refcodec.decode(data)[split_name]
-                    t2 = time.perf_counter()
+                    t2 = time.process_time()
                     with torch.no_grad():
                         decoded = split.tail(torch.from_numpy(y))["logits"].numpy()[0]
                     row = fidelity(pristine, decoded)
@@ -160,13 +205,26 @@ def summarize(result: dict) -> dict:
         for tune, by_qp in by_tune.items():
             enc = float(np.median([r["enc"] for qp in by_qp for r in by_qp[qp]]))
             dec = float(np.median([r["dec"] for qp in by_qp for r in by_qp[qp]]))
+            # paired: the same image and QP coded by the seed, in the same process
+            enc_ratio = float(np.median([r["enc"] / a["enc"] for qp in by_qp
+                                         for r, a in zip(by_qp[qp], anchor[qp])]))
+            dec_ratio = float(np.median([r["dec"] / a["dec"] for qp in by_qp
+                                         for r, a in zip(by_qp[qp], anchor[qp])]))
             curve = [{"qp": qp, "bytes": float(np.mean([r["bytes"] for r in by_qp[qp]])),
                       "kl": float(np.mean([r["kl"] for r in by_qp[qp]])),
                       "mse": float(np.mean([r["mse"] for r in by_qp[qp]])),
                       "top1": float(np.mean([r["top1"] for r in by_qp[qp]]))}
                      for qp in by_qp]
             entry = {"curve": curve, "encode_median_s": enc, "decode_median_s": dec,
-                     "encode_ratio": enc / seed_enc, "decode_ratio": dec / seed_dec}
+                     "encode_ratio": enc_ratio, "decode_ratio": dec_ratio,
+                     "encode_ratio_of_medians": enc / seed_enc,
+                     "decode_ratio_of_medians": dec / seed_dec}
+            if tune in VARIANTS and "efficient" in by_tune:
+                entry["bd_kl_vs_efficient"] = bd_with_interval(by_tune["efficient"], by_qp,
+                                                               n, "kl")
+                entry["encode_ratio_vs_efficient"] = float(np.median(
+                    [r["enc"] / a["enc"] for qp in by_qp
+                     for r, a in zip(by_qp[qp], by_tune["efficient"][qp])]))
             if tune != "seed":
                 entry["bd_kl"] = bd_with_interval(anchor, by_qp, n, "kl")
                 entry["bd_mse"] = bd_with_interval(anchor, by_qp, n, "mse")
@@ -204,21 +262,24 @@ def markdown(result: dict, summary: dict, meta: dict) -> str:
              f"fidelity; rate = mean stream bytes, quality = -log10 of the mean softmax KL "
              f"or logit MSE, PCHIP on log rate; a point whose fidelity is below that of a point "
              f"of lower rate is left out), 90 % paired bootstrap intervals over the "
-             f"images ({BOOTSTRAP} resamples). Times: medians over every encode / decode of "
-             f"the split (one thread), as ratios against the seed's. Generated by "
-             f"tools/bench_rd.py.", "",
+             f"images ({BOOTSTRAP} resamples). Times: CPU time of the process (time.process_time: "
+             f"the machine is shared, and wall-clock time there measures the other "
+             f"processes too), one libx265 and torch thread; the ratio is the median over "
+             f"every image and QP of the encode (decode) time of the tune over the seed's "
+             f"for the same feature and QP. Generated by tools/bench_rd.py.", "",
              "| split | shape | tune | BD-rate (KL) | BD-rate (logit MSE) | BD-rate (top-1) "
-             "| encode x seed | decode x seed |", "|---|---|---|---:|---:|---:|---:|---:|"]
+             "| encode x seed | decode x seed | encode s (median) |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|"]
     for split_name, s in summary.items():
         if split_name.startswith("average"):
             continue
         for tune, e in s["tunes"].items():
-            if tune == "seed":
+            if tune == "seed" or tune in VARIANTS:
                 continue
             lines.append(f"| {split_name} | {'x'.join(map(str, s['shape'][1:]))} | {tune} | "
                          f"{_fmt(e.get('bd_kl'))} | {_fmt(e.get('bd_mse'))} | "
                          f"{_fmt(e.get('bd_top1'))} | {e['encode_ratio']:.2f} | "
-                         f"{e['decode_ratio']:.2f} |")
+                         f"{e['decode_ratio']:.2f} | {e['encode_median_s']:.3f} |")
     avg = summary.get("average_conv1_conv5", {})
     lines += ["", "Average BD-rate (KL) over conv1..conv5: " + ", ".join(
         f"{t} {v:+.1f} %" for t, v in avg.items()), ""]
@@ -248,6 +309,20 @@ def markdown(result: dict, summary: dict, meta: dict) -> str:
         lines.append(f"| pool5 <= 0.25 of float32 at top-1 >= 0.97 | "
                      f"{'n/a' if frac is None else f'{frac:.2f}'} | "
                      f"{'yes' if frac is not None and frac <= 0.25 else 'no'} |")
+    variants = [t for t in next(iter(summary.values()))["tunes"] if t in VARIANTS]
+    if variants:
+        lines += ["", "## Ablations: each rule of the efficient tune undone", "",
+                  "BD-rate (KL) of the variant against the efficient tune (positive: the "
+                  "rule saves that much), 90 % paired bootstrap interval; encode time "
+                  "against the efficient tune's.", "",
+                  "| split | " + " | ".join(variants) + " |",
+                  "|---|" + "---:|" * len(variants)]
+        for split_name, s in summary.items():
+            if split_name.startswith("average"):
+                continue
+            cells = [f"{_fmt(s['tunes'][v].get('bd_kl_vs_efficient'))}, "
+                     f"{s['tunes'][v]['encode_ratio_vs_efficient']:.2f}x" for v in variants]
+            lines.append(f"| {split_name} | " + " | ".join(cells) + " |")
     lines += ["", "## Curves (mean over the images)", "",
               "| split | tune | QP | bytes | KL | logit MSE | top-1 |",
               "|---|---|---:|---:|---:|---:|---:|"]
@@ -270,6 +345,8 @@ def plot(summary: dict, path: Path) -> None:
     fig, axes = plt.subplots(1, len(splits), figsize=(3.2 * len(splits), 3.2))
     for ax, split_name in zip(np.atleast_1d(axes), splits):
         for tune, e in summary[split_name]["tunes"].items():
+            if tune not in TUNES:
+                continue
             ax.loglog([c["bytes"] for c in e["curve"]], [max(c["kl"], 1e-12) for c in e["curve"]],
                       marker="o", ms=3, label=tune)
         ax.set_title(split_name)
@@ -288,13 +365,16 @@ def main(argv=None) -> int:
     ap.add_argument("--qps", type=int, nargs="+", default=list(QPS))
     ap.add_argument("--splits", nargs="+", default=list(SPLITS))
     ap.add_argument("--tunes", nargs="+", default=list(TUNES), choices=TUNES)
+    ap.add_argument("--variants", nargs="*", default=[], choices=sorted(VARIANTS),
+                    help="ablations of the efficient tune, each one rule changed, measured "
+                         "beside the tunes")
     ap.add_argument("-o", "--output", type=Path, default=Path("out/bench"))
     ap.add_argument("--name", default="rd", help="file stem of the results (default rd)")
     args = ap.parse_args(argv)
     if "seed" not in args.tunes:
         ap.error("--tunes shall include seed (the anchor)")
     t0 = time.perf_counter()
-    result = run(args.images, sorted(args.qps), args.tunes, args.splits)
+    result = run(args.images, sorted(args.qps), args.tunes + args.variants, args.splits)
     summary = summarize(result)
     meta = {"command": "python tools/bench_rd.py " + " ".join(argv or sys.argv[1:]),
             "date": time.strftime("%Y-%m-%d", time.gmtime()),

@@ -301,12 +301,12 @@ def add_parser(sub) -> None:
     enc.add_argument("--x265-params", default="", metavar="NAME=VALUE:...",
                      help="libx265 options added to the encoder's (e.g. sao=0:rdoq-level=2)")
     enc.add_argument("--tune", choices=["seed", "fast", "efficient"],
-                     help="the choosing encoder (Annex A.6): picks each layer's quantizer, "
+                     help="the choosing encoder (Annex A.7): picks each layer's quantizer, "
                           "bit depth, clipping, flattening, packing and libx265 settings "
                           "from the tensor, in place of those options (--qp, --layout and "
                           "--verify stay); seed is the paper's configuration")
     enc.add_argument("--target-bytes", type=_rate_target(int), metavar="N|LAYER=N,...",
-                     help="rate control (Annex A.7): the QP is chosen so that the stream "
+                     help="rate control (Annex A.8): the QP is chosen so that the stream "
                           "(N) or each named layer's units (LAYER=N) take at most N bytes, "
                           "in place of --qp; exit 2 when even QP 51 gives more")
     enc.add_argument("--bits-per-element", type=_rate_target(float), metavar="B|LAYER=B,...",

@@ -143,7 +143,7 @@ class Trace:
                 "error": None if self.error is None else self.error.to_dict()}
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=1)
+        return json.dumps(self.to_dict(), indent=1, allow_nan=False)
 
     def lines(self) -> list[str]:
         """The text trace: ``BYTE.BIT  name  descriptor  raw = value (meaning) [clause]``,

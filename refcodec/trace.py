@@ -522,7 +522,8 @@ class _HevcTracer:
                     params._pps(params.RbspReader(rbsp, offset=offset, path=path))
                     self.entries.append(Entry(
                         "note", self.prefix_of(path), "pps", depth + 1,
-                        8 * self.nal_start, 0, None, "", f"SPS {sps_id} not received yet",
+                        self.bit_at(self.last_end), 0, None, "",
+                        f"SPS {sps_id} not received yet",
                         "the rest of this PPS is read when a slice refers to it", None))
                 else:
                     apps = slices._parse_pps(unit, offset, path, active)

@@ -9,7 +9,8 @@ coded at); Annex A.7 gives each with the measurement that justifies it.  The tun
 * ``seed``: the seed paper's configuration (log quantizer, 8-bit, one channel per picture
   where libx265 allows it, preset medium), kept by name as the reference point; it is
   ``EncoderConfig()`` with the caller's QP, layout and verify flag, byte for byte.
-* ``efficient``: every rule, libx265 preset medium without SAO, with RDOQ on small tiles.
+* ``efficient``: every rule (Annex A.7.1 to A.7.6): libx265 preset medium without SAO,
+  with RDOQ on tiles of at most 8x8.
 * ``fast``: the same rules, libx265 preset medium without SAO: an encode time within
   1.1x of the seed's (tools/bench_rd.py measures it).
 

@@ -281,3 +281,15 @@ def test_b_pictures_give_sample_md5_in_output_order():
     data = refcodec.encode(x, refcodec.EncoderConfig(preset="slow", x265_params=extra,
                                                      verify=True))
     assert refcodec.decode(data)["layer0"].shape == x.shape
+
+
+def test_x265_params_need_the_libx265_backend():
+    class OtherEncoder:          # an encoder with no libx265 options to add them to
+        name = "other"
+
+        def encode_pictures(self, *args):
+            raise AssertionError("not reached")
+
+    with pytest.raises(EncoderInputError, match="x265_params needs the libx265 backend"):
+        refcodec.encode(relu((1, 2, 16, 16)), refcodec.EncoderConfig(x265_params="sao=0"),
+                        backend=OtherEncoder())

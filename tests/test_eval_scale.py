@@ -60,7 +60,8 @@ def cluster():
     import logging
     from distributed import Client, LocalCluster
     lc = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                      dashboard_address=None, silence_logs=logging.ERROR)
+                      dashboard_address=":0", scheduler_kwargs={"dashboard": False},
+                      silence_logs=logging.ERROR)
     client = Client(lc)
     yield lc, client
     client.close()

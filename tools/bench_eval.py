@@ -99,7 +99,8 @@ def main(argv=None) -> int:
     for workers in (1, 2):
         t0 = time.perf_counter()
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                               dashboard_address=None, silence_logs=logging.ERROR)
+                               dashboard_address=":0", scheduler_kwargs={"dashboard": False},
+                               silence_logs=logging.ERROR)
         client = Client(cluster)
         startup = time.perf_counter() - t0
         try:

@@ -131,9 +131,11 @@ def connect(workers: int = 2, scheduler: str | None = None, dashboard: bool = Tr
     else:
         if workers < 1:
             raise ValueError(f"--workers shall be at least 1, got {workers}")
+        # the scheduler's HTTP server (health, metrics; the dashboard when on) on a free
+        # port: the default 8787 may be taken by another cluster
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                               dashboard_address=":0" if dashboard else None,
-                               silence_logs=logging.ERROR,
+                               dashboard_address=":0", silence_logs=logging.ERROR,
+                               scheduler_kwargs={"dashboard": bool(dashboard)},
                                worker_dashboard_address=None)
         client = Client(cluster)
     client.register_plugin(_plugin())

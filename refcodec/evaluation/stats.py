@@ -49,8 +49,25 @@ DEFAULT_BOOTSTRAP = 1000
 DEFAULT_SEED = 0
 
 
+_CACHE: dict = {}
+
+
 def _per_image(rows: Sequence[dict]) -> dict[str, np.ndarray]:
-    """Arrays of one point's per-image measures (rows sorted by image index)."""
+    """Arrays of one point's per-image measures (rows sorted by image index); the last
+    results are kept for the same row objects (summary, intervals and BD-rates of one
+    result use the same points)."""
+    key = tuple(id(r) for r in rows)
+    hit = _CACHE.get(key)
+    if hit is not None and all(a is b for a, b in zip(hit[0], rows)):
+        return hit[1]
+    out = _measures(rows)
+    if len(_CACHE) > 4096:
+        _CACHE.clear()
+    _CACHE[key] = (list(rows), out)
+    return out
+
+
+def _measures(rows: Sequence[dict]) -> dict[str, np.ndarray]:
     out = {}
     r0 = rows[0]
     if "top1_pristine" in r0:
@@ -71,17 +88,32 @@ def _per_image(rows: Sequence[dict]) -> dict[str, np.ndarray]:
     return out
 
 
-def query_bubble_indices(pristine: np.ndarray, reconstructed: np.ndarray) -> np.ndarray:
-    """Bubble index of each query q: references j != q (the pristine embeddings), ranked
-    by cosine similarity to q's pristine and to q's reconstructed embedding."""
-    n = len(pristine)
-    p_rank, r_rank = [], []
-    for q in range(n):
-        others = np.array([j for j in range(n) if j != q])
-        refs = pristine[others]
-        p_rank.append(others[metrics.rank_references(pristine[q][None], refs)[0]])
-        r_rank.append(others[metrics.rank_references(reconstructed[q][None], refs)[0]])
-    return metrics.bubble_indices(np.stack(p_rank), np.stack(r_rank))
+def _unit(x: np.ndarray) -> np.ndarray:
+    norm = np.linalg.norm(x, axis=1, keepdims=True)
+    return np.divide(x, norm, out=np.zeros_like(x), where=norm > 0)
+
+
+def leave_one_out_rankings(queries: np.ndarray, references: np.ndarray) -> np.ndarray:
+    """Q x (Q - 1) rankings: row q orders the references j != q by descending cosine
+    similarity to query q (ties to the lower index; a zero vector has similarity 0), as
+    ``metrics.rank_references`` over the other references, for all queries in one matrix
+    product (binary64)."""
+    q = np.asarray(queries, dtype=np.float64)
+    ref = np.asarray(references, dtype=np.float64)
+    n = len(ref)
+    key = -(_unit(q) @ _unit(ref).T)
+    key[np.arange(n), np.arange(n)] = np.inf            # the query itself sorts last
+    return np.argsort(key, axis=1, kind="stable")[:, :n - 1]
+
+
+def query_bubble_indices(pristine: np.ndarray, reconstructed: np.ndarray,
+                         references: np.ndarray | None = None) -> np.ndarray:
+    """Bubble index of each query q: references j != q (by default the pristine
+    embeddings), ranked by cosine similarity to q's pristine and to q's reconstructed
+    embedding."""
+    refs = pristine if references is None else references
+    return metrics.bubble_indices(leave_one_out_rankings(pristine, refs),
+                                  leave_one_out_rankings(reconstructed, refs))
 
 
 def _seed_for(seed: int, network: str, split: str) -> int:

@@ -15,18 +15,13 @@ from .jobs import input_image, jpeg_size  # noqa: F401 (re-exported)
 
 def retrieval_fidelity_of(queries_pristine, queries_reconstructed, references) -> float:
     """Mean bubble index: query q ranks references j != q by cosine similarity."""
+    from .stats import query_bubble_indices
     n = len(references)
-    p_rank, r_rank = [], []
-    for q in range(n):
-        others = np.array([j for j in range(n) if j != q])
-        if len(others) < 1:
-            continue
-        refs = references[others]
-        p_rank.append(others[metrics.rank_references(queries_pristine[q][None], refs)[0]])
-        r_rank.append(others[metrics.rank_references(queries_reconstructed[q][None], refs)[0]])
-    if not p_rank:
+    if n < 2:
         return 1.0
-    return metrics.retrieval_fidelity(np.stack(p_rank), np.stack(r_rank))
+    return float(np.mean(query_bubble_indices(np.asarray(queries_pristine, np.float64),
+                                              np.asarray(queries_reconstructed, np.float64),
+                                              np.asarray(references, np.float64))))
 
 
 def aggregate(rows: Sequence[dict], references: np.ndarray | None) -> list[dict]:

@@ -272,6 +272,11 @@ def test_store_refuses_another_network_or_configuration_of_the_same_name(tmp_pat
         s.check_config("c", {"qp": 1})
         with pytest.raises(ev.EvaluationError, match="another name"):
             s.check_config("c", {"qp": 2})
+        # another folder with the same relative paths: its rows would be of other images
+        s.check_images("net", [("a.png", "/x/a.png"), ("b.png", "/x/b.png")])
+        s.check_images("net", [("b.png", "/x/b.png"), ("c.png", "/x/c.png")])
+        with pytest.raises(ev.EvaluationError, match="stored from /x/a.png"):
+            s.check_images("net", [("a.png", "/y/a.png")])
     (tmp_path / "junk.sqlite").write_bytes(b"not a database at all" * 100)
     with pytest.raises(ev.EvaluationError, match="not a results store"):
         ev.ResultStore(tmp_path / "junk.sqlite")

@@ -24,7 +24,7 @@ from . import engine as _engine
 from .configs import BASELINE, QPS, parse_config
 from .jobs import Failed, Job, Skipped
 from .networks import NetworkSpec, builtin_network, named_network, user_network
-from .sources import EvaluationError, resolve_images
+from .sources import EvaluationError, resolve_images, source_id
 from .stats import DEFAULT_BOOTSTRAP, DEFAULT_SEED, bd_rate_intervals, point_statistics
 from .store import ResultStore
 from .summary import aggregate, bd_rates, fig5
@@ -178,6 +178,8 @@ def evaluate(opts: EvalOptions | None = None, /, **kwargs) -> dict:
                 "input_kind": spec.input_kind, "builtin": spec.builtin})
         for name, fields in configs.items():
             store.check_config(name, fields)
+        for name, refs in image_sets.items():
+            store.check_images(name, [(r.key, source_id(r)) for r in refs])
         done = store.done_keys()
         if done and not opts.resume:
             raise EvaluationError(f"the results store holds {len(done)} jobs: resume it "
@@ -208,7 +210,8 @@ def evaluate(opts: EvalOptions | None = None, /, **kwargs) -> dict:
                            {s.name: s.input_kind for s in specs}, on_result,
                            engine=opts.engine, workers=opts.workers,
                            scheduler=opts.scheduler, dashboard=opts.dashboard,
-                           progress=progress, log=log)
+                           progress=progress, log=log,
+                           tokens={s.name: s.fingerprint for s in specs})
         store.end_run(run_id)
         keys = {j.key for j in job_list}
         rows = [r for r in store.rows() if _key(r) in keys]

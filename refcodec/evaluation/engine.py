@@ -153,9 +153,12 @@ def _token(text: str) -> str:
 def run(job_list: Sequence[Job], payloads: dict, input_kinds: dict,
         on_result: Callable, *, engine: str = "auto", workers: int = 2,
         scheduler: str | None = None, dashboard: bool = True, progress: Progress | None = None,
-        log=None, client=None) -> dict:
+        log=None, client=None, tokens: dict | None = None) -> dict:
     """Run every job; ``on_result(job, result)`` in this process as each finishes (result:
-    a row, Skipped or Failed).  Returns {"engine", "workers", "dashboard"}."""
+    a row, Skipped or Failed).  ``tokens``: network -> fingerprint, part of the Dask task
+    keys (with the job key, the configuration fields and the image source), so clients
+    sharing a scheduler share only identical work.  Returns {"engine", "workers",
+    "dashboard"}."""
     progress = progress or Progress(len(job_list), enabled=False)
     if engine not in ENGINES:
         raise ValueError(f"engine shall be one of {', '.join(ENGINES)}, got {engine!r}")
@@ -175,11 +178,12 @@ def run(job_list: Sequence[Job], payloads: dict, input_kinds: dict,
         progress.close()
         return {"engine": "serial", "workers": 1, "dashboard": None}
     return _run_dask(groups, payloads, input_kinds, on_result, workers, scheduler, dashboard,
-                     progress, log, client)
+                     progress, log, client, tokens or {})
 
 
 def _run_dask(groups, payloads, input_kinds, on_result, workers, scheduler, dashboard,
-              progress, log, client):
+              progress, log, client, tokens):
+    from .sources import source_id
     try:
         from distributed import as_completed
     except ImportError:
@@ -203,14 +207,15 @@ def _run_dask(groups, payloads, input_kinds, on_result, workers, scheduler, dash
         futures = {}
         for g in groups:
             first = g[0]
-            head_key = "refcodec-pristine-" + _token(
-                f"{first.network}|{first.image.key}|{first.split}")
+            ident = f"{first.network}|{tokens.get(first.network, '')}|{source_id(first.image)}"
+            head_key = "refcodec-pristine-" + _token(f"{ident}|{first.split}")
             head = client.submit(_jobs.pristine, remote[first.network],
                                  input_kinds[first.network], first.network, first.image,
                                  first.split, key=head_key)
             for job in g:
                 fut = client.submit(_jobs.run_job, remote[first.network], head, job,
-                                    key="refcodec-job-" + _token(job.key))
+                                    key="refcodec-job-" + _token(
+                                        f"{ident}|{job.key}|{job.fields!r}"))
                 futures[fut.key] = (fut, job)
             del head
         for fut in as_completed([f for f, _ in futures.values()]):

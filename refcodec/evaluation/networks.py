@@ -318,8 +318,10 @@ def load_architecture(arch: str, weights) -> object:
 
 def named_network(text: str, splits: Sequence[str]) -> NetworkSpec:
     """``[NAME=]ARCH:WEIGHTS`` (``--model``) with its split points (submodule names)."""
-    name, sep, rest = text.partition("=")
-    if not sep:
+    head = text.split(":", 1)[0]
+    if "=" in head:                      # NAME= before the first ':' (paths may hold '=')
+        name, _, rest = text.partition("=")
+    else:
         name, rest = "", text
     arch, sep, weights = rest.partition(":")
     if not sep or not weights:

@@ -225,6 +225,18 @@ def resolve_images(spec, network: str, labels=None) -> list[ImageRef]:
     return refs
 
 
+def source_id(ref: ImageRef) -> str:
+    """Where an input comes from, as the results store records it: the bundled
+    photograph and variant spec, the absolute path of a file, or the key of an array (which
+    holds its content hash)."""
+    if ref.kind == "bundled":
+        photo, variant, spec = ref.source
+        return f"skimage.data.{photo} {variant} {tuple(spec)!r}"
+    if ref.kind == "file":
+        return str(Path(ref.source).absolute())
+    return ref.key
+
+
 def _as_rgb(img: np.ndarray) -> np.ndarray:
     if img.dtype == bool:
         img = img.astype(np.uint8) * 255

@@ -49,6 +49,8 @@ CREATE TABLE IF NOT EXISTS skipped (network TEXT NOT NULL, image TEXT NOT NULL,
     reason TEXT NOT NULL, run INTEGER NOT NULL, PRIMARY KEY (network, image));
 CREATE TABLE IF NOT EXISTS failed (key TEXT PRIMARY KEY, reason TEXT NOT NULL,
     run INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS images (network TEXT NOT NULL, image TEXT NOT NULL,
+    source TEXT NOT NULL, PRIMARY KEY (network, image));
 """
 
 
@@ -143,6 +145,21 @@ class ResultStore:
                 raise EvaluationError(
                     f"configuration {name!r} is stored as {row[0]}, this run has {text}: "
                     f"give it another name", path=str(self.path))
+
+    def check_images(self, network: str, sources: list[tuple[str, str]]):
+        """Record where each input of a network comes from (key, source), or refuse an
+        input key that is stored from another source (another folder with the same
+        relative paths): its stored rows are of another image."""
+        with self._tx():
+            self._db.executemany("INSERT OR IGNORE INTO images VALUES (?, ?, ?)",
+                                 [(network, k, src) for k, src in sources])
+            stored = dict(self._db.execute("SELECT image, source FROM images WHERE network=?",
+                                           (network,)))
+        for k, src in sources:
+            if stored.get(k, src) != src:
+                raise EvaluationError(
+                    f"input {k!r} of {network} is stored from {stored[k]}, this run reads "
+                    f"{src}: use another --store", path=str(self.path))
 
     # -- runs ------------------------------------------------------------------------
     def begin_run(self, options: dict, planned: int, command: str = "",

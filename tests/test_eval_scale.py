@@ -335,6 +335,25 @@ def test_any_torch_module_split_by_submodule_name(tmp_path):
         ev.fx_split(model, "nope")
 
 
+def test_module_given_in_python_matches_the_built_in_split():
+    """MobileNetV2 given as a plain torch module, split at submodule features.13 (a block
+    with a residual addition, which belongs to it): exactly the rows of the built-in conv4
+    split (features.0..13 in the head)."""
+    _needs_mobilenet()
+    from refcodec import models
+    kw = dict(images=2, qps=(32,), progress=False, bootstrap=0, engine="serial")
+    given = ev.evaluate(model=models.load_mobilenet_v2(), split="features.13",
+                        model_name="mine", **kw)
+    builtin = ev.evaluate(networks=("mobilenet_v2",), splits={"mobilenet_v2": ["conv4"]},
+                          **kw)
+
+    def rows(r):
+        return [{k: v for k, v in j.items() if k not in TIMINGS + ("network", "split")}
+                for j in r["jobs"]]
+    assert rows(given) == rows(builtin) and len(rows(given)) == 2
+    assert given["summary"][0]["elements_per_image"] == 96 * 14 * 14
+
+
 def test_named_architecture_with_a_local_weights_file(tmp_path):
     """--model ARCH:WEIGHTS: a torchvision-named state_dict loads strictly (here random
     weights: a shape and loading check, no fidelity claim)."""

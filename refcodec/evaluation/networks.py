@@ -6,9 +6,9 @@ Built-in (``refcodec.models``): ``mobilenet_v2`` (classification and retrieval) 
 
 Any torch module (``user_network``): the split point is the name of a submodule (as in
 ``model.named_modules()``, e.g. ``features.6`` or ``layer3``) or of a node of its traced
-graph.  The module is traced with ``torch.fx.symbolic_trace`` and cut after the last
-graph node of that submodule (``fx_split``): the head computes every value the rest of the
-graph uses, the tail takes them.  When one tensor crosses the cut it is the coded feature;
+graph.  The module is traced with ``torch.fx`` (the split submodule kept as one node) and
+cut after that submodule's output (``fx_split``): the head computes every value the rest
+of the graph uses, the tail takes them.  When one tensor crosses the cut it is the coded feature;
 when several do (a skip connection around the cut) all of them are coded, as layers of one
 multi-layer stream named after the graph nodes, and the rate counts them all.  A module
 that cannot be traced (data-dependent control flow) can be given as ``SplitModel`` objects
@@ -92,18 +92,27 @@ def _builtin_fingerprint(name: str) -> str:
 # ---------------------------------------------------------------------------------
 
 def fx_split(model, point: str):
-    """``model`` cut after the graph node ``point`` or after the last node of submodule
+    """``model`` cut after the output of submodule ``point`` or after the graph node
     ``point`` (module doc): a ``refcodec.models.SplitModel``."""
     import torch.fx as fx
     from ..models import SplitModel
+    is_module = point in dict(model.named_modules()) and point != ""
+
+    class _Tracer(fx.Tracer):
+        """Traces into every submodule but the split point, which stays one node: the cut
+        is after its output (a residual addition inside it is part of it)."""
+
+        def is_leaf_module(self, m, qualname):
+            return qualname == point or super().is_leaf_module(m, qualname)
     try:
-        gm = fx.symbolic_trace(model)
+        gm = fx.GraphModule(model, _Tracer().trace(model)) if is_module else \
+            fx.symbolic_trace(model)
     except Exception as exc:          # fx raises many kinds (TraceError, TypeError, ...)
         raise EvaluationError(f"the module cannot be traced by torch.fx ({exc}); give the "
                               f"split as a SplitModel (head and tail callables)") from None
     nodes = list(gm.graph.nodes)
-    hits = [i for i, n in enumerate(nodes) if n.name == point or (
-        n.op == "call_module" and (n.target == point or n.target.startswith(point + ".")))]
+    hits = [i for i, n in enumerate(nodes) if (n.op == "call_module" and n.target == point)
+            or (not is_module and n.name == point)]
     if not hits:
         names = [m for m, _ in model.named_children()]
         raise EvaluationError(f"split point {point!r} is neither a submodule nor a graph node "

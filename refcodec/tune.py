@@ -44,8 +44,10 @@ X265 = {"efficient": ("medium", "sao=0"), "fast": ("medium", "sao=0")}
 RDOQ_PARAMS = "rdoq-level=2"
 RDOQ_MAX_TILE = 8
 #: A.7.1: dense packing (format 1.2, packing_type 2) for maps whose sides are not
-#: multiples of 8; False writes only the syntax of format 1.1 (tiled mosaics).
+#: multiples of 8, except maps smaller than 8x8 that fill at least half of their 8x8 tile
+#: (6x6, 7x7: one map per transform block); False writes only the syntax of format 1.1.
 DENSE = True
+DENSE_MAX_FILL = 0.5
 #: A layer is signed when more than this fraction of its elements is negative (A.7.2).
 SIGNED_FRACTION = 0.01
 #: A.7.2, A.7.3: maps of at most this many elements (16x16) are coded at 10 bits and
@@ -241,7 +243,9 @@ def choose(name: str, tensor, tune: str, base: EncoderConfig | None = None) -> C
                        f"{threshold:.3g} flattened to their mean")
     # A.7.1: packing, one mosaic per batch item; dense (format 1.2) when maps need padding
     th, tw = h + -h % 8, w + -w % 8
-    dense = DENSE and (th, tw) != (h, w) and mosaic_grid(c, th, tw) != (1, 1)
+    block_fill = h * w / 64 if max(h, w) < 8 else 0.0
+    dense = DENSE and (th, tw) != (h, w) and block_fill < DENSE_MAX_FILL \
+        and mosaic_grid(c, th, tw) != (1, 1)
     rows, cols = mosaic_grid(c, h, w, dense=True) if dense else mosaic_grid(c, th, tw)
     packing_name = "dense" if dense else "tiled" if rows * cols > 1 else "channel"
     reasons.append(f"{packing_name} mosaic {rows}x{cols} of "

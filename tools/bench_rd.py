@@ -85,6 +85,7 @@ VARIANTS = {
     "10-bit": _variant(bit_depth=10),
     "no-mosaic": _variant(packing="auto", tile_grid=None),
     "no-dense": _variant({"DENSE": False}),
+    "dense-all": _variant({"DENSE_MAX_FILL": 2.0}),
     "sao": _variant(x265_params=_drop("sao")),
     "rdoq-everywhere": _variant(x265_params=lambda t: t if "rdoq" in t else ":".join(
         i for i in (t, "rdoq-level=2") if i)),

@@ -11,8 +11,8 @@ coded at); Annex A.7 gives each with the measurement that justifies it.  The tun
   ``EncoderConfig()`` with the caller's QP, layout and verify flag, byte for byte.
 * ``efficient``: every rule (Annex A.7.1 to A.7.6): libx265 preset medium without SAO,
   with RDOQ on tiles of at most 8x8.
-* ``fast``: the same rules, libx265 preset medium without SAO: an encode time within
-  1.1x of the seed's (tools/bench_rd.py measures it).
+* ``fast``: the same rules, libx265 preset medium without SAO, with 16x16 CTUs and no
+  RDOQ: an encode time within 1.1x of the seed's (tools/bench_rd.py measures it).
 
 Clipping and flattening change the tensor before it is quantized (inside today's format;
 the decoder is unchanged): ``Choice.apply(tensor)`` is the tensor the encoder codes.
@@ -40,7 +40,7 @@ TUNES = ("seed", "fast", "efficient")
 
 #: libx265 settings of the tunes (Annex A.7.6): preset and x265_params; "efficient" adds
 #: RDOQ_PARAMS where the tiles are at most RDOQ_MAX_TILE samples on a side.
-X265 = {"efficient": ("medium", "sao=0"), "fast": ("medium", "sao=0")}
+X265 = {"efficient": ("medium", "sao=0"), "fast": ("medium", "sao=0:ctu=16")}
 RDOQ_PARAMS = "rdoq-level=2"
 RDOQ_MAX_TILE = 8
 #: A.7.1: dense packing (format 1.2, packing_type 2) for maps whose sides are not

@@ -114,7 +114,7 @@ def test_x265_settings_of_the_tunes():
     fast = tune.choose("a", relu((1, 64, 7, 7)), "fast").config
     assert "sao=0" in small.x265_params and "rdoq-level=2" in small.x265_params
     assert "rdoq-level" not in large.x265_params and "rdoq-level" not in fast.x265_params
-    assert fast.preset == "medium"
+    assert fast.preset == "medium" and "ctu=16" in fast.x265_params
 
 
 def test_tune_keeps_qp_layout_and_verify_and_refuses_lossless():

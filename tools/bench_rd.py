@@ -310,7 +310,7 @@ def markdown(result: dict, summary: dict, meta: dict) -> str:
     lines += ["## Targets of issue 15", "", "| target | measured (efficient) | met |",
               "|---|---:|:---:|"]
     for split_name in ("conv2", "conv3", "conv4", "conv5"):
-        if split_name not in summary:
+        if split_name not in summary or "efficient" not in summary[split_name]["tunes"]:
             continue
         bd = summary[split_name]["tunes"]["efficient"]["bd_kl"]["bd"]
         met = bd is not None and bd <= TARGETS[split_name]
@@ -327,7 +327,7 @@ def markdown(result: dict, summary: dict, meta: dict) -> str:
             worst = max(ratios)
             lines.append(f"| {tune} encode time <= {limit}x seed (every split) | worst "
                          f"{worst:.2f}x | {'yes' if worst <= limit else 'no'} |")
-    if "pool5" in summary:
+    if "pool5" in summary and "efficient" in summary["pool5"]["tunes"]:
         e = summary["pool5"]["tunes"]["efficient"]
         frac = e["min_fraction_of_float32_top1_097"]
         lines.append(f"| pool5 <= 0.25 of float32 at top-1 >= 0.97 | "

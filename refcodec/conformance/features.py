@@ -91,7 +91,13 @@ class Features:
     permutation_coding: str = "auto"
 
     def to_json(self) -> dict:
-        return dataclasses.asdict(self)
+        """The row as the manifest records it; the columns of format 1.2 only when they
+        differ from their defaults, so that the entries of older streams keep their fields."""
+        out = dataclasses.asdict(self)
+        for name in FORMAT12_COLUMNS:
+            if out[name] == getattr(Features, name):
+                del out[name]
+        return out
 
     @property
     def grid(self) -> tuple[int, int] | None:
@@ -111,6 +117,8 @@ class Features:
 
 
 FEATURE_COLUMNS = tuple(f.name for f in dataclasses.fields(Features))
+#: The columns format 1.2 added (omitted from the manifest at their defaults).
+FORMAT12_COLUMNS = ("param_format", "permutation_coding")
 _INT_COLUMNS = {"batch", "channels", "height", "width", "bit_depth", "qp", "layers", "seed",
                 "faces", "face_channels", "face_qp"}
 _BOOL_COLUMNS = {"per_channel", "lossless", "future_minor"}

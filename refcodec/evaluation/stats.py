@@ -214,8 +214,7 @@ def bd_rate_intervals(rows: Sequence[dict], anchor: str = BASELINE, *,
             try:
                 row["bd_rate_percent"] = _bd(a_el, a_nb, av, t_el, t_nb, tv, slice(None))
             except ValueError as exc:
-                from .summary import _clean_note
-                row["note"] = _clean_note(str(exc))
+                row["note"] = clean_note(str(exc))
             values = []
             for b in range(len(idx)):
                 try:
@@ -227,6 +226,13 @@ def bd_rate_intervals(rows: Sequence[dict], anchor: str = BASELINE, *,
                                               np.percentile(values, [lo_q, hi_q]))
             out.append(row)
     return out
+
+
+def clean_note(text: str) -> str:
+    """An exception text without numpy reprs, numbers to 4 significant digits."""
+    import re
+    text = re.sub(r"np\.float64\(([^)]*)\)", r"\1", text)
+    return re.sub(r"\d+\.\d{5,}", lambda m: f"{float(m.group()):.4g}", text)
 
 
 def _bd(a_el, a_nb, av, t_el, t_nb, tv, sel) -> float:

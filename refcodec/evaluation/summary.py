@@ -11,11 +11,12 @@ import numpy as np
 from .. import metrics
 from .configs import BASELINE
 from .jobs import input_image, jpeg_size  # noqa: F401 (re-exported)
+from .stats import clean_note as _clean_note
+from .stats import query_bubble_indices
 
 
 def retrieval_fidelity_of(queries_pristine, queries_reconstructed, references) -> float:
     """Mean bubble index: query q ranks references j != q by cosine similarity."""
-    from .stats import query_bubble_indices
     n = len(references)
     if n < 2:
         return 1.0
@@ -110,13 +111,6 @@ def bd_rates(summary: Sequence[dict], anchor: str = BASELINE) -> list[dict]:
                 row["note"] = _clean_note(str(exc))
             out.append(row)
     return out
-
-
-def _clean_note(text: str) -> str:
-    """An exception text without numpy reprs, numbers to 4 significant digits."""
-    import re
-    text = re.sub(r"np\.float64\(([^)]*)\)", r"\1", text)
-    return re.sub(r"\d+\.\d{5,}", lambda m: f"{float(m.group()):.4g}", text)
 
 
 def network_input_image(network: str, x) -> np.ndarray:

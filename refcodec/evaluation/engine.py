@@ -142,6 +142,11 @@ def connect(workers: int = 2, scheduler: str | None = None, dashboard: bool = Tr
     n = len(client.scheduler_info(n_workers=-1).get("workers", {})) if scheduler else workers
     where = f"scheduler {scheduler}" if scheduler else f"LocalCluster of {n} worker processes"
     link = client.dashboard_link if dashboard or scheduler else None
+    if link and not scheduler:
+        import importlib.util
+        if importlib.util.find_spec("bokeh") is None:
+            link = None
+            where += " (no dashboard: it needs bokeh, pip install -e '.[eval]')"
     log(f"dask: {where}" + (f", dashboard {link}" if link else ""))
     return client, cluster
 

@@ -11,6 +11,7 @@ valid stream.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import time
@@ -40,6 +41,7 @@ from .index import describe_face, describe_layer, render_index
 from .invalid import InvalidRow, default_invalid_rows
 from .manifest import SCHEMA_VERSION, face_keys
 from .reference_decoder import decode_outputs, reference_refusal
+from .requirements import requirement_ids, spec_dir
 from .synthetic_data import feature_faces, feature_tensors
 from .tolerances import image_tolerance, log_reference_is_correctly_rounded, tolerance
 from .units import _change_layer0, _is_lossless, _put, _recrc, _rehead, _unit_of, _units
@@ -132,14 +134,14 @@ def exercised_clauses(stream: Stream) -> list[str]:
             found |= {"8.3.8", "9.3.1"}
         if h.packing_type in (PackingType.TILED, PackingType.DENSE):
             found |= {"8.3.9", "9.3.1", "8.3.14"}
-        if h.pad_bottom or h.pad_right or h.pad_mode:
-            found |= {"8.3.10", "9.3.1"}
         if h.has_ext:           # a layer_header_ext unit (format 1.2)
             found |= {"8.2.1", "8.3.15", "8.3.16"}
         if h.param_format == ParamFormat.BINARY16:
             found |= {"8.3.7", "9.4"}
         if h.uses_format12:
             found.add("8.1.2")
+        if h.pad_bottom or h.pad_right or h.pad_mode:
+            found |= {"8.3.10", "9.3.1"}
         if h.num_elements == LEVELS[h0.level_idc].max_layer_elements:
             found.add("11.2")
         if _is_lossless(layer):
@@ -328,9 +330,23 @@ def _is_plain(s: Stream) -> bool:
     return not s.skipped_units and s.header.version_minor <= VERSION_MINOR
 
 
+@functools.lru_cache(maxsize=1)
+def _spec_requirements() -> frozenset[str] | None:
+    """The requirement ids of the repository's spec/, None in an installed package."""
+    folder = spec_dir()
+    return None if folder is None else frozenset(requirement_ids(folder))
+
+
+def _check_requirement(requirement: str, where: str) -> None:
+    known = _spec_requirements()
+    if known is not None and requirement not in known:
+        raise SuiteError(f"{where}: requirement {requirement} is not a requirement of spec/")
+
+
 def _code_invalid(row: InvalidRow, valid: list[_Generated]) -> _Generated:
     alt = ALTERATIONS[row.alteration]
     where = f"invalid stream {row.name} ({row.alteration})"
+    _check_requirement(alt.requirement, where)
     if row.base:
         base = next((g for g in valid if g.name == row.base), None)
         if base is None:
@@ -354,21 +370,22 @@ def _code_invalid(row: InvalidRow, valid: list[_Generated]) -> _Generated:
     error, refused_by = reference_refusal(data)
     if error is None:
         raise SuiteError(f"{where}: the reference decoder accepts the altered stream")
-    if error.clause != alt.target:
+    if error.clause != alt.clause:
         raise SuiteError(f"{where}: the reference decoder reports clause {error.clause}, "
-                         f"not {alt.target}: {error}")
+                         f"not {alt.clause} (requirement {alt.requirement}): {error}")
     report = verify(data, source=row.name)
     clauses = [v.clause for v in report.violations]
-    if alt.target in clauses:
-        reports = "first" if clauses[0] == alt.target else "among"
-    elif alt.verify_warns and any(f"clause {alt.target})" in w for w in report.warnings):
+    if alt.clause in clauses:
+        reports = "first" if clauses[0] == alt.clause else "among"
+    elif alt.verify_warns and any(f"clause {alt.clause})" in w for w in report.warnings):
         reports = "warning"
     else:
-        raise SuiteError(f"{where}: verify does not report clause {alt.target} "
+        raise SuiteError(f"{where}: verify does not report clause {alt.clause} "
                          f"(it reports {', '.join(clauses) or 'nothing'})")
     entry = {
         "name": row.name, "file": f"streams/{row.name}.vfc",
-        "purpose": row.purpose or alt.purpose, "valid": False, "clauses": [alt.target],
+        "purpose": row.purpose or alt.purpose, "valid": False, "clauses": [alt.clause],
+        "requirement": alt.requirement,
         "base": base.name, "alteration": row.alteration,
         "description": f"{base.name}, altered: {alt.purpose}",
         **_refusal(error, refused_by, report, reports),
@@ -417,6 +434,11 @@ def _code_interop(folder: Path, case) -> _Generated:
             raise SuiteError(f"{where}: decodes to planes_md5 {planes}, HM decodes it to "
                              f"{case.hm_decoded_planes_md5}")
         return g
+    requirement = interop.REQUIREMENTS.get(case.name)
+    if requirement is None or requirement.partition("-")[0] != case.verdict_clauses[0]:
+        raise SuiteError(f"{where}: interop.REQUIREMENTS names no requirement of clause "
+                         f"{case.verdict_clauses[0]} for case {case.name}")
+    _check_requirement(requirement, where)
     error, refused_by = reference_refusal(data)
     if error is None or error.clause != case.verdict_clauses[0]:
         raise SuiteError(f"{where}: the reference decoder reports "
@@ -429,7 +451,7 @@ def _code_interop(folder: Path, case) -> _Generated:
                          f"{', '.join(case.verdict_clauses)}")
     entry = {
         "name": name, "file": f"streams/{name}.vfc", "purpose": purpose, "valid": False,
-        "clauses": list(case.verdict_clauses), **about,
+        "clauses": list(case.verdict_clauses), "requirement": requirement, **about,
         "description": f"{case.encoder} payload in template {case.source}: {case.verdict}",
         **_refusal(error, refused_by, report,
                    "first" if clauses[0] == error.clause else "among"),

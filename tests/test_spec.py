@@ -28,6 +28,7 @@ import pytest
 
 import refcodec
 from refcodec import enums, syntax
+from refcodec.conformance.requirements import read_requirements, requirement_ids
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC_DIR = ROOT / "spec"
@@ -298,33 +299,21 @@ def mentioned_clause_ids(code_dir: Path = CODE_DIR) -> dict[str, set[str]]:
 class Requirement:
     file: str
     line: int
-    clause: str | None
+    clause: str | None      # None: a requirement sentence without an identifier
     text: str
+    id: str | None = None
 
     @property
     def not_checkable(self) -> bool:
-        return NOT_CHECKABLE in self.text
+        return NOT_CHECKABLE in " ".join(self.text.split())
 
 
 def requirements(spec_dir: Path = SPEC_DIR) -> list[Requirement]:
-    """Every requirement sentence of spec/ (quotations of the phrase excluded), with the
-    clause tag in front of it and its text up to the end of the paragraph."""
-    found = []
-    for path in sorted(spec_dir.glob("*.md")):
-        text = path.read_text(encoding="utf-8")
-        for m in re.finditer(re.escape(REQUIREMENT), text):
-            before = text[:m.start()]
-            if before.endswith(('"', "“", "'", "`")):
-                continue   # the phrase quoted, not a requirement
-            tag = re.search(r"\[([0-9A-Z][0-9.]*)\]\s*$", before)
-            end = text.find("\n\n", m.end())
-            end = len(text) if end < 0 else end
-            if text[:end].endswith(":") and text.startswith("\n\n- ", end):
-                nxt = text.find("\n\n", end + 2)     # the list that completes the sentence
-                end = len(text) if nxt < 0 else nxt
-            found.append(Requirement(path.name, before.count("\n") + 1,
-                                     tag.group(1) if tag else None, text[m.start():end]))
-    return found
+    """Every requirement of spec/ (refcodec.conformance.requirements reads them), and each
+    requirement sentence without an identifier as one with clause None."""
+    found, problems = read_requirements(spec_dir)
+    return ([Requirement(r.file, r.line, r.clause, r.text, r.id) for r in found]
+            + [Requirement(p.file, p.line, None, p.text) for p in problems])
 
 
 def spec_clause_headings(spec_dir: Path, tables) -> dict:
@@ -535,12 +524,42 @@ def test_requirement_checker_detects_untagged_and_unchecked(tmp_path):
     page = spec / "08-semantics.md"
     page.write_text(page.read_text(encoding="utf-8") +
                     f"\n{REQUIREMENT} a new rule holds.\n\n"
-                    f"[9.4] {REQUIREMENT} another rule holds.\n", encoding="utf-8")
+                    f"[9.4-a] {REQUIREMENT} another rule holds.\n\n"
+                    f"[9.5] {REQUIREMENT} an old-style tag.\n\n"
+                    f"{REQUIREMENT}:\n\n- [9.6-a] a tagged item;\n- an untagged item.\n",
+                    encoding="utf-8")
     reqs = requirements(spec)
     reported, _ = reported_clause_ids()
-    assert any(r.clause is None for r in reqs)
+    untagged = [r.text for r in reqs if r.clause is None]
+    assert len(untagged) == 3, untagged
+    assert any("old-style" in t for t in untagged) and "- an untagged item." in untagged
+    assert any(r.id == "9.6-a" for r in reqs)
     assert any(r.clause == "9.4" and r.clause not in reported and not r.not_checkable
                for r in reqs)
+
+
+def test_requirement_ids_are_unique_and_consecutive():
+    """Each clause's requirements are lettered a, b, c, ... without a gap or a repeat
+    (clause 4.6)."""
+    ids = requirement_ids()        # raises on a repeated identifier
+    by_clause: dict[str, list[str]] = {}
+    for rid in ids:
+        clause, _, letter = rid.partition("-")
+        by_clause.setdefault(clause, []).append(letter)
+    bad = {c: ls for c, ls in by_clause.items()
+           if sorted(ls) != [chr(ord("a") + i) for i in range(len(ls))]}
+    assert bad == {}, f"requirement letters with gaps: {bad}"
+    assert len(ids) > 100
+
+
+def test_repeated_requirement_id_is_refused(tmp_path):
+    spec = tmp_path / "spec"
+    shutil.copytree(SPEC_DIR, spec)
+    page = spec / "08-semantics.md"
+    page.write_text(page.read_text(encoding="utf-8") +
+                    f"\n[8.1.3-a] {REQUIREMENT} profile_idc is 1 again.\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="8.1.3-a is given twice"):
+        requirement_ids(spec)
 
 
 def test_clause_collector_detects_an_unknown_clause(tmp_path, tables):

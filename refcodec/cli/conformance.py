@@ -205,7 +205,7 @@ def cmd_conformance_alterations(args) -> int:
     from .. import conformance as conf
     for alt in conf.ALTERATIONS.values():
         needs = f" [needs {alt.requires}]" if alt.requires else ""
-        print(f"{alt.kind:30} {alt.target:7} {alt.purpose}{needs}")
+        print(f"{alt.kind:30} {alt.requirement:9} {alt.purpose}{needs}")
     return EXIT_OK
 
 

@@ -20,6 +20,7 @@ conformance/README.md documents the table columns, the manifest fields and the r
 Where things are (a module imports only modules above it in this list)::
 
     errors             SuiteError
+    requirements       the spec's requirement identifiers (clause 4.6): read_requirements
     features           the codec-features table: Features (its columns), read_features
     synthetic_data     the synthetic tensors and faces the valid streams code
     checksums          planes_md5, tensor_sha256 and the bit patterns they hash
@@ -48,6 +49,7 @@ from .checksums import planes_bytes, planes_md5_hex, tensor_bits, tensor_sha256
 from .tolerances import (PREDICTOR_IMAGE_TOLERANCE, correctly_rounded_log_table,
                          image_tolerance, log_reference_is_correctly_rounded, tolerance,
                          ulp_log2)
+from .requirements import REQUIREMENT_ID, Requirement, read_requirements, requirement_ids
 from .alterations import ALTERATIONS, Alteration
 from .alterations.face import UNKNOWN_PREDICTOR_ID, UNKNOWN_PREDICTOR_SHA256
 from .invalid import InvalidRow, default_invalid_rows, read_invalid
@@ -72,6 +74,7 @@ __all__ = [
     "planes_bytes", "planes_md5_hex", "tensor_bits", "tensor_sha256",
     "PREDICTOR_IMAGE_TOLERANCE", "correctly_rounded_log_table", "image_tolerance",
     "log_reference_is_correctly_rounded", "tolerance", "ulp_log2",
+    "REQUIREMENT_ID", "Requirement", "read_requirements", "requirement_ids",
     "ALTERATIONS", "Alteration", "UNKNOWN_PREDICTOR_ID", "UNKNOWN_PREDICTOR_SHA256",
     "InvalidRow", "default_invalid_rows", "read_invalid",
     "READABLE_SCHEMA_VERSIONS", "SCHEMA_VERSION", "face_keys", "load_manifest",

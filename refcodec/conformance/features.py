@@ -29,13 +29,19 @@ NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 
 DTYPE_NAMES = {"float32": SourceDtype.FLOAT32, "float16": SourceDtype.FLOAT16,
                "bfloat16": SourceDtype.BFLOAT16}
-DATA_KINDS = ("relu", "gaussian", "constant", "integer", "ramp")
+DATA_KINDS = ("relu", "gaussian", "constant", "integer", "ramp", "negzero", "extremes")
 EXTRA_UNITS = ("", "skippable")
 #: Edits of the first layer's HEVC payload after coding (refcodec.hevc.edit), which leave
 #: its pictures as they are: the parameter sets in the order VPS, PPS, SPS; a changed SPS
 #: (another log2_max_pic_order_cnt_lsb_minus4) sent with VPS and PPS, the PPS first, before
 #: the middle picture.
 HEVC_EDITS = ("", "pps_before_sps", "changed_sps")
+#: Edits of the stream's units after coding, which leave every unit as it is: every face unit
+#: moved before the first layer (faces_first) or between the first and the second layer
+#: (faces_between); version_minor set to 0 (faces_in_1_0: a version 1.0 stream, in which
+#: unit types 3 and 4 are reserved, so that a decoder skips the face units, which are
+#: skippable, and outputs the layers only).
+STREAM_EDITS = ("", "faces_first", "faces_between", "faces_in_1_0")
 #: Values of the ``face`` column: no face, a base layer only, or the enhancement layer's
 #: texture codec.
 FACE_KINDS = ("", "base", "hevc", "jpeg", "jpeg2000")
@@ -81,6 +87,7 @@ class Features:
     extra_unit: str = ""
     future_minor: bool = False
     hevc_edit: str = ""
+    stream_edit: str = ""
     x265_params: str = ""
     face: str = ""
     faces: int = 1
@@ -211,6 +218,14 @@ def _validate(f: Features, where: str) -> None:
     if f.hevc_edit not in HEVC_EDITS:
         bad(f"hevc_edit shall be one of {', '.join(repr(e) for e in HEVC_EDITS)}, got "
             f"{f.hevc_edit!r}")
+    if f.stream_edit not in STREAM_EDITS:
+        bad(f"stream_edit shall be one of {', '.join(repr(e) for e in STREAM_EDITS)}, got "
+            f"{f.stream_edit!r}")
+    if f.stream_edit and not (f.face and f.layers):
+        bad(f"stream_edit {f.stream_edit} moves face units among layers: it needs a face and "
+            f"a layer")
+    if f.stream_edit == "faces_between" and f.layers < 2:
+        bad("stream_edit faces_between needs two layers or more")
     if f.tile_grid and not re.fullmatch(r"[0-9]+x[0-9]+", f.tile_grid):
         bad(f"tile_grid shall be ROWSxCOLS such as 2x3, got {f.tile_grid!r}")
     try:

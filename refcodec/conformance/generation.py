@@ -11,6 +11,7 @@ valid stream.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import time
@@ -40,6 +41,7 @@ from .index import describe_face, describe_layer, render_index
 from .invalid import InvalidRow, default_invalid_rows
 from .manifest import SCHEMA_VERSION, face_keys
 from .reference_decoder import decode_outputs, reference_refusal
+from .requirements import requirement_ids, spec_dir
 from .synthetic_data import feature_faces, feature_tensors
 from .tolerances import image_tolerance, log_reference_is_correctly_rounded, tolerance
 from .units import _change_layer0, _is_lossless, _put, _recrc, _rehead, _unit_of, _units
@@ -59,6 +61,18 @@ def _with_skippable_units(data: bytes) -> bytes:
     eos = _unit_of(data, UnitType.END_OF_STREAM)
     return (data[:20] + units[0] + data[20:h.end] + units[1] + data[h.end:eos.pos] + units[2]
             + data[eos.pos:])
+
+
+def _stream_edit(data: bytes, kind: str) -> bytes:
+    """The stream with its units moved or its version changed (Features.stream_edit)."""
+    if kind == "faces_in_1_0":
+        return _rehead(_put(data, 9, b"\x00"))
+    units = _units(data)
+    faces = [u for u in units if u.unit_type in (UnitType.FACE_BASE, UnitType.FACE_ENHANCEMENT)]
+    others = [u for u in units if u not in faces]
+    at = 0 if kind == "faces_first" else 2      # before layer 0, or after its layer_data
+    order = others[:at] + faces + others[at:]
+    return data[:20] + b"".join(data[u.pos:u.end] for u in order) + data[units[-1].end:]
 
 
 def _future_minor(data: bytes) -> bytes:
@@ -194,6 +208,8 @@ def _code_valid(f: Features, tensors: Mapping[str, object] | None,
         except ValueError as exc:
             raise SuiteError(f"{where}: hevc_edit {f.hevc_edit}: {exc}") from None
         data = _change_layer0(s, payload=payload)
+    if f.stream_edit:
+        data = _stream_edit(data, f.stream_edit)
     if f.extra_unit == "skippable":
         data = _with_skippable_units(data)
     if f.future_minor:
@@ -322,9 +338,23 @@ def _is_plain(s: Stream) -> bool:
     return not s.skipped_units and s.header.version_minor <= VERSION_MINOR
 
 
+@functools.lru_cache(maxsize=1)
+def _spec_requirements() -> frozenset[str] | None:
+    """The requirement ids of the repository's spec/, None in an installed package."""
+    folder = spec_dir()
+    return None if folder is None else frozenset(requirement_ids(folder))
+
+
+def _check_requirement(requirement: str, where: str) -> None:
+    known = _spec_requirements()
+    if known is not None and requirement not in known:
+        raise SuiteError(f"{where}: requirement {requirement} is not a requirement of spec/")
+
+
 def _code_invalid(row: InvalidRow, valid: list[_Generated]) -> _Generated:
     alt = ALTERATIONS[row.alteration]
     where = f"invalid stream {row.name} ({row.alteration})"
+    _check_requirement(alt.requirement, where)
     if row.base:
         base = next((g for g in valid if g.name == row.base), None)
         if base is None:
@@ -348,21 +378,22 @@ def _code_invalid(row: InvalidRow, valid: list[_Generated]) -> _Generated:
     error, refused_by = reference_refusal(data)
     if error is None:
         raise SuiteError(f"{where}: the reference decoder accepts the altered stream")
-    if error.clause != alt.target:
+    if error.clause != alt.clause:
         raise SuiteError(f"{where}: the reference decoder reports clause {error.clause}, "
-                         f"not {alt.target}: {error}")
+                         f"not {alt.clause} (requirement {alt.requirement}): {error}")
     report = verify(data, source=row.name)
     clauses = [v.clause for v in report.violations]
-    if alt.target in clauses:
-        reports = "first" if clauses[0] == alt.target else "among"
-    elif alt.verify_warns and any(f"clause {alt.target})" in w for w in report.warnings):
+    if alt.clause in clauses:
+        reports = "first" if clauses[0] == alt.clause else "among"
+    elif alt.verify_warns and any(f"clause {alt.clause})" in w for w in report.warnings):
         reports = "warning"
     else:
-        raise SuiteError(f"{where}: verify does not report clause {alt.target} "
+        raise SuiteError(f"{where}: verify does not report clause {alt.clause} "
                          f"(it reports {', '.join(clauses) or 'nothing'})")
     entry = {
         "name": row.name, "file": f"streams/{row.name}.vfc",
-        "purpose": row.purpose or alt.purpose, "valid": False, "clauses": [alt.target],
+        "purpose": row.purpose or alt.purpose, "valid": False, "clauses": [alt.clause],
+        "requirement": alt.requirement,
         "base": base.name, "alteration": row.alteration,
         "description": f"{base.name}, altered: {alt.purpose}",
         **_refusal(error, refused_by, report, reports),
@@ -411,6 +442,11 @@ def _code_interop(folder: Path, case) -> _Generated:
             raise SuiteError(f"{where}: decodes to planes_md5 {planes}, HM decodes it to "
                              f"{case.hm_decoded_planes_md5}")
         return g
+    requirement = interop.REQUIREMENTS.get(case.name)
+    if requirement is None or requirement.partition("-")[0] != case.verdict_clauses[0]:
+        raise SuiteError(f"{where}: interop.REQUIREMENTS names no requirement of clause "
+                         f"{case.verdict_clauses[0]} for case {case.name}")
+    _check_requirement(requirement, where)
     error, refused_by = reference_refusal(data)
     if error is None or error.clause != case.verdict_clauses[0]:
         raise SuiteError(f"{where}: the reference decoder reports "
@@ -423,7 +459,7 @@ def _code_interop(folder: Path, case) -> _Generated:
                          f"{', '.join(case.verdict_clauses)}")
     entry = {
         "name": name, "file": f"streams/{name}.vfc", "purpose": purpose, "valid": False,
-        "clauses": list(case.verdict_clauses), **about,
+        "clauses": list(case.verdict_clauses), "requirement": requirement, **about,
         "description": f"{case.encoder} payload in template {case.source}: {case.verdict}",
         **_refusal(error, refused_by, report,
                    "first" if clauses[0] == error.clause else "among"),

@@ -13,6 +13,7 @@ from pathlib import Path
 from ..ids import OutputKeyCollision, face_output_keys, output_keys
 from .errors import SuiteError
 from .features import NAME_PATTERN
+from .requirements import REQUIREMENT_ID
 
 
 #: Version of the manifest layout (conformance/README.md); raised on incompatible changes.
@@ -74,6 +75,13 @@ def _check_manifest(manifest: dict, path: Path) -> None:
                 raise SuiteError(f"{path}: stream {s['name']}: {exc}") from None
         else:
             need(s, {"expected_clause": str}, f"stream {s['name']}")
+            requirement = s.get("requirement")     # since format 1.2's suite
+            if requirement is not None and (
+                    not isinstance(requirement, str)
+                    or not REQUIREMENT_ID.fullmatch(requirement)
+                    or requirement.partition("-")[0] != s["expected_clause"]):
+                raise SuiteError(f"{path}: stream {s['name']}: requirement {requirement!r} "
+                                 f"is not a requirement id of clause {s['expected_clause']}")
         for name in files:
             parts = Path(name).parts
             if Path(name).is_absolute() or ".." in parts or not parts:

@@ -22,7 +22,8 @@ from .layer import (  # noqa: F401 - the layer pipeline's names, as refcodec.cod
     MIN_PICTURE_SIDE, NUMPY_DTYPES, EncoderConfig, decode_layer, decode_pictures,
     decode_samples, encode_layer, payload_violations, planes_md5, rebase, reconstruct,
     sample_md5, sample_md5_violation)
-from .records import LayerHeader, Stream, StreamHeader, embedding_bytes, face_image_bytes
+from .records import (LayerHeader, Stream, StreamHeader, embedding_bytes, face_image_bytes,
+                      version_minor_of)
 from .syntax import FACE_VERSION_MINOR, VERSION_MAJOR
 
 
@@ -81,7 +82,8 @@ def choose_level(headers: list[LayerHeader], payload_sizes: list[int], faces=())
 
 
 def encode(tensors, config: EncoderConfig | Mapping[str, EncoderConfig] | None = None, *,
-           faces: Sequence = (), backend=None) -> bytes:
+           faces: Sequence = (), backend=None, tune: str | None = None,
+           target_bytes=None, bits_per_element=None, report: list | None = None) -> bytes:
     """Encode one tensor or several named tensors, and optionally faces, into a VFC
     bitstream.
 
@@ -91,6 +93,12 @@ def encode(tensors, config: EncoderConfig | Mapping[str, EncoderConfig] | None =
     ``config``: one EncoderConfig for every layer, or a mapping from layer id to config.
     ``faces``: (FaceInput, FaceConfig) pairs (``refcodec.face``), coded as face_base and
     face_enhancement units (format 1.1); the stream is version 1.0 without them.
+    ``tune``: "seed", "fast" or "efficient": the choosing encoder (refcodec.tune, Annex
+    A.7) picks each layer's coding from the tensor; the config gives the QP, layout and
+    verify flag.  ``target_bytes`` / ``bits_per_element``: rate control (Annex A.8), the
+    QP chosen so that the stream (a number) or each named layer (a mapping from layer id
+    to number) fits.  ``report``: a list that receives one refcodec.tune.LayerReport per
+    layer (choice, QP, bytes, encodes spent) when tune or a target is given.
     """
     from .hevc import default_backend
     backend = backend or default_backend()
@@ -122,13 +130,25 @@ def encode(tensors, config: EncoderConfig | Mapping[str, EncoderConfig] | None =
                                 f"the highest, may decode to (clause 11.2): split them into "
                                 f"several streams")
     coded = []
-    for name, tensor in items:
+    if tune is not None or target_bytes is not None or bits_per_element is not None:
+        from . import tune as tuning
+
+        def stream_bytes(layers):        # the level does not change the stream's size
+            return len(bitstream.build_stream(StreamHeader(
+                VERSION_MAJOR, FACE_VERSION_MINOR if face_records else 0, int(Profile.MAIN),
+                min(LEVELS), len(layers)), layers, faces=face_records))
+        coded, reports = tuning.encode_layers(
+            items, config, backend, tune=tune, target_bytes=target_bytes,
+            bits_per_element=bits_per_element, stream_bytes=stream_bytes)
+        if report is not None:
+            report.extend(reports)
+    for name, tensor in items if not coded else ():
         cfg = config.get(name, EncoderConfig()) if isinstance(config, Mapping) \
             else (config or EncoderConfig())
         coded.append(encode_layer(name, tensor, cfg, backend))
     headers = [header for header, _, _ in coded]
     level = choose_level(headers, [len(payload) for _, _, payload in coded], face_records)
-    stream_header = StreamHeader(VERSION_MAJOR, FACE_VERSION_MINOR if face_records else 0,
+    stream_header = StreamHeader(VERSION_MAJOR, version_minor_of(headers, bool(face_records)),
                                  int(Profile.MAIN), level.level_idc, len(coded))
     return bitstream.build_stream(stream_header, coded, faces=face_records)
 

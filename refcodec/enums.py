@@ -10,13 +10,15 @@ import enum
 
 
 class UnitType(enum.IntEnum):
-    """unit_type (clause 8.2.1).  0 and 5..254 are reserved.  FACE_BASE and
-    FACE_ENHANCEMENT (format 1.1, clause 13) are skippable units."""
+    """unit_type (clause 8.2.1).  0 and 6..254 are reserved.  FACE_BASE and
+    FACE_ENHANCEMENT (format 1.1, clause 13) are skippable units; LAYER_HEADER_EXT (format
+    1.2) is a layer_header() with layer_header_ext() (clause 8.3.15), a critical unit."""
 
     LAYER_HEADER = 1
     LAYER_DATA = 2
     FACE_BASE = 3
     FACE_ENHANCEMENT = 4
+    LAYER_HEADER_EXT = 5
     END_OF_STREAM = 255
 
 
@@ -24,7 +26,11 @@ class UnitType(enum.IntEnum):
 #: be ignored by a decoder that only wants the feature layers (a version 1.0 decoder does).
 UNIT_SKIPPABLE = {UnitType.LAYER_HEADER: False, UnitType.LAYER_DATA: False,
                   UnitType.FACE_BASE: True, UnitType.FACE_ENHANCEMENT: True,
-                  UnitType.END_OF_STREAM: False}
+                  UnitType.LAYER_HEADER_EXT: False, UnitType.END_OF_STREAM: False}
+#: The lowest version_minor in which each unit type is defined (clause 8.2.1): in a stream
+#: of a lower version_minor the type is reserved, as it was in that version.
+UNIT_VERSION_MINOR = {UnitType.FACE_BASE: 1, UnitType.FACE_ENHANCEMENT: 1,
+                      UnitType.LAYER_HEADER_EXT: 2}
 
 
 class Profile(enum.IntEnum):
@@ -57,10 +63,28 @@ class QuantizerType(enum.IntEnum):
 
 
 class PackingType(enum.IntEnum):
-    """packing_type (clause 8.3.9).  2..255 are reserved."""
+    """packing_type (clause 8.3.9).  3..255 are reserved; DENSE (format 1.2) is reserved
+    in a stream whose version_minor is below 2."""
 
     CHANNEL_PER_PICTURE = 0
     TILED = 1
+    DENSE = 2
+
+
+class ParamFormat(enum.IntEnum):
+    """param_format (clause 8.3.15, format 1.2): the number format of quant_params.
+    2..255 are reserved."""
+
+    BINARY32 = 0
+    BINARY16 = 1
+
+
+class PermutationCoding(enum.IntEnum):
+    """permutation_coding (clause 8.3.16, format 1.2): how channel_permutation is coded.
+    2..255 are reserved."""
+
+    U32 = 0        # one u(32) per entry, as in versions 1.0 and 1.1
+    COMPACT = 1    # PermBits bits per entry, byte aligned at the end
 
 
 class PadMode(enum.IntEnum):

@@ -21,8 +21,8 @@ from . import packing, quant, threads
 from .hevc import params
 from .hevc.annexb import hash_layout as _hash_layout
 from .hevc.annexb import planes_md5
-from .enums import ALLOWED_BIT_DEPTHS, DTYPE_INFO, LEVELS, PackingType, PadMode, QuantizerType, \
-    SourceDtype, SourceLayout
+from .enums import ALLOWED_BIT_DEPTHS, DTYPE_INFO, LEVELS, PackingType, PadMode, ParamFormat, \
+    PermutationCoding, QuantizerType, SourceDtype, SourceLayout
 from .errors import BackendError, ConformanceViolation, EncoderInputError
 from .records import Layer, LayerHeader
 
@@ -42,14 +42,27 @@ class EncoderConfig:
     bit_depth   8, 10 or 12
     per_channel one parameter set per channel instead of one per tensor
     packing     "auto" (one channel per picture when the padded map is at least 16x16,
-                else the smallest tile grid that is), "channel" or "tiled"
-    tile_grid   (rows, cols) for "tiled"; default: near-square grid of one batch item
+                else the smallest tile grid that is), "channel", "tiled" or "dense"
+                (format 1.2, packing_type 2: unpadded maps side by side, only the picture
+                padded to multiples of 8; for small maps such as 1x1 and 7x7)
+    tile_grid   (rows, cols) for "tiled" and "dense"; default: near-square grid of one
+                batch item
+    param_format  "binary32" or "binary16" (format 1.2: 2-byte quantizer parameters, chosen
+                so that they still cover the data; clause 8.3.15)
+    permutation_coding  how channel_order is coded: "auto" (the compact code of format 1.2
+                when the layer uses 1.2 syntax anyway, dense or binary16, else 32 bits per
+                entry, readable by 1.1 decoders), "compact" (format 1.2, Ceil(Log2 C) bits
+                per entry) or "u32"
     pad_mode    "replicate" (border replication, as in the paper) or "zero"
     channel_order  a permutation of range(C): slot k carries source channel order[k]
     lossless    HEVC lossless coding (transquant bypass)
     layout      "NCHW" or "NHWC": the layout of the tensor given to the encoder
     preset      libx265 preset
     verify      decode the coded payload and check it against libx265's picture hashes
+    x265_params libx265 options added to the informative encoder's, ``name=value`` items
+                joined by ``:`` (e.g. ``sao=0:rdoq-level=2``; Annex A.3); the options the
+                encoder relies on (qp, hash, info, threads, ...) cannot be overridden, and
+                it needs the libx265 backend
     """
 
     qp: int = 22
@@ -64,6 +77,9 @@ class EncoderConfig:
     layout: str = "NCHW"
     preset: str = "medium"
     verify: bool = False
+    x265_params: str = ""
+    param_format: str = "binary32"
+    permutation_coding: str = "auto"
 
     def __post_init__(self):
         from .hevc.pyav import PRESETS
@@ -77,7 +93,8 @@ class EncoderConfig:
             if not isinstance(value, (bool, np.bool_)):
                 bad(f"{flag} shall be True or False, got {value!r}")
             object.__setattr__(self, flag, bool(value))
-        for name in ("quantizer", "packing", "pad_mode", "layout", "preset"):
+        for name in ("quantizer", "packing", "pad_mode", "layout", "preset", "param_format",
+                     "permutation_coding"):
             if not isinstance(getattr(self, name), str):
                 bad(f"{name} shall be a string, got {getattr(self, name)!r}")
         if isinstance(self.qp, bool) or not isinstance(self.qp, (int, np.integer)) \
@@ -88,11 +105,16 @@ class EncoderConfig:
                 f"got {self.quantizer!r}")
         if not is_int(self.bit_depth) or self.bit_depth not in ALLOWED_BIT_DEPTHS:
             bad(f"bit_depth shall be 8, 10 or 12, got {self.bit_depth!r}")
-        if self.packing not in ("auto", "channel", "tiled"):
-            bad(f"packing shall be auto, channel or tiled, got {self.packing!r}")
+        if self.packing not in ("auto", "channel", "tiled", "dense"):
+            bad(f"packing shall be auto, channel, tiled or dense, got {self.packing!r}")
+        if self.param_format not in ("binary32", "binary16"):
+            bad(f"param_format shall be binary32 or binary16, got {self.param_format!r}")
+        if self.permutation_coding not in ("auto", "compact", "u32"):
+            bad(f"permutation_coding shall be auto, compact or u32, got "
+                f"{self.permutation_coding!r}")
         if self.tile_grid is not None:
-            if self.packing != "tiled":
-                bad("tile_grid needs packing='tiled'")
+            if self.packing not in ("tiled", "dense"):
+                bad("tile_grid needs packing='tiled' or 'dense'")
             if (not isinstance(self.tile_grid, (tuple, list)) or len(self.tile_grid) != 2
                     or not all(is_int(v) for v in self.tile_grid)
                     or not all(1 <= v <= 65535 for v in self.tile_grid)
@@ -105,6 +127,11 @@ class EncoderConfig:
             bad(f"layout shall be NCHW or NHWC, got {self.layout!r}")
         if self.preset not in PRESETS:
             bad(f"preset shall be one of {', '.join(PRESETS)}, got {self.preset!r}")
+        if not isinstance(self.x265_params, str):
+            bad(f"x265_params shall be a string, got {self.x265_params!r}")
+        problem = check_x265_params(self.x265_params)
+        if problem:
+            bad(f"x265_params: {problem}")
         if self.channel_order is not None:
             order = self.channel_order
             if isinstance(order, np.ndarray) and order.ndim == 1:
@@ -115,6 +142,32 @@ class EncoderConfig:
                 bad(f"channel_order shall be a permutation of 0..{n - 1 if n else 'C-1'} (a "
                     f"sequence of integers), got {self.channel_order!r}")
             object.__setattr__(self, "channel_order", tuple(int(v) for v in order))
+
+
+#: libx265 options the informative encoder sets itself (Annex A.3): its slice QP, its
+#: reproducibility (threads, no version SEI) and its sample_md5 (hash SEI) depend on them.
+RESERVED_X265_PARAMS = frozenset({
+    "qp", "crf", "bitrate", "vbv-maxrate", "vbv-bufsize", "lossless", "hash", "info",
+    "pools", "numa-pools", "frame-threads", "lookahead-threads", "log-level",
+    "input-depth", "output-depth", "input-csp", "interlace", "ipratio"})
+
+
+def check_x265_params(text: str) -> str | None:
+    """What is wrong with an ``x265_params`` string (None when nothing): one line of
+    ``name=value`` items joined by ``:``, names of letters, digits and '-', no reserved
+    name (RESERVED_X265_PARAMS)."""
+    if not text:
+        return None
+    for item in text.split(":"):
+        name, eq, value = item.partition("=")
+        if not eq or not name or not value or "=" in value or any(
+                c in value for c in " \t\n\r\0") or not all(
+                c.isascii() and (c.isalnum() or c == "-") for c in name):
+            return f"expected name=value items joined by ':', got {item!r}"
+        if name.lower() in RESERVED_X265_PARAMS or name.lower().removeprefix(
+                "no-") in RESERVED_X265_PARAMS:
+            return f"{name} is set by the encoder itself (Annex A.3) and cannot be overridden"
+    return None
 
 
 # ------------------------------------------------------------------------------------
@@ -159,6 +212,15 @@ def _tile_grid(name, shape: tuple[int, int, int, int], cfg: EncoderConfig) -> tu
     """(tile_rows, tile_cols) the encoder uses for an N x C x H x W tensor."""
     n, c, h, w = shape
     th, tw = h + -h % 8, w + -w % 8
+    if cfg.packing == "dense":
+        rows, cols = cfg.tile_grid or packing.near_square_grid(c, h, w, MIN_PICTURE_SIDE)
+        pic_h, pic_w = _picture_size(shape, cfg, rows, cols)
+        if min(pic_h, pic_w) < MIN_PICTURE_SIDE:
+            raise EncoderInputError(
+                f"layer {name!r}: dense tile grid {rows}x{cols} gives {pic_w}x{pic_h} "
+                f"pictures, smaller than the {MIN_PICTURE_SIDE}x{MIN_PICTURE_SIDE} libx265 "
+                f"can code")
+        return rows, cols
     if cfg.packing == "channel" or (cfg.packing == "auto" and min(th, tw) >= MIN_PICTURE_SIDE):
         if min(th, tw) < MIN_PICTURE_SIDE:
             raise EncoderInputError(
@@ -178,6 +240,17 @@ def _tile_grid(name, shape: tuple[int, int, int, int], cfg: EncoderConfig) -> tu
     return rows, cols
 
 
+def _picture_size(shape: tuple[int, int, int, int], cfg: EncoderConfig, rows: int,
+                  cols: int) -> tuple[int, int]:
+    """(PictureHeight, PictureWidth) of an N x C x H x W tensor in a rows x cols grid
+    (clause 8.3.14): maps padded to multiples of 8, or with packing "dense" (and at least
+    two tiles) the whole picture padded."""
+    h, w = shape[2], shape[3]
+    if cfg.packing == "dense" and rows * cols > 1:
+        return rows * h + -(rows * h) % 8, cols * w + -(cols * w) % 8
+    return rows * (h + -h % 8), cols * (w + -w % 8)
+
+
 def check_size(name, shape: tuple[int, int, int, int], cfg: EncoderConfig) -> None:
     """EncoderInputError, before anything is allocated, when a tensor of ``shape`` coded
     with ``cfg`` exceeds the limits of the highest level (clause 11.2): no decoder would
@@ -185,7 +258,7 @@ def check_size(name, shape: tuple[int, int, int, int], cfg: EncoderConfig) -> No
     n, c, h, w = shape
     top = LEVELS[max(LEVELS)]
     rows, cols = _tile_grid(name, shape, cfg)
-    pic_h, pic_w = rows * (h + -h % 8), cols * (w + -w % 8)
+    pic_h, pic_w = _picture_size(shape, cfg, rows, cols)
     pictures = -(-(n * c) // (rows * cols))
     excess = top.layer_excess(n * c * h * w, c, pic_w, pic_h, pictures)
     if excess is not None:
@@ -200,11 +273,27 @@ def check_size(name, shape: tuple[int, int, int, int], cfg: EncoderConfig) -> No
 def _layer_header(name, x: np.ndarray, dtype: SourceDtype, cfg: EncoderConfig,
                   params) -> LayerHeader:
     n, c, h, w = x.shape
-    pad_b, pad_r = -h % 8, -w % 8
     rows, cols = _tile_grid(name, x.shape, cfg)
     if cfg.channel_order is not None and sorted(cfg.channel_order) != list(range(c)):
         raise EncoderInputError(f"layer {name!r}: channel_order shall be a permutation of "
                                 f"0..{c - 1}")
+    # a dense grid of one tile is the geometry of packing_type 0 (clause 8.3.9)
+    dense = cfg.packing == "dense" and rows * cols > 1
+    if dense:
+        pad_b, pad_r = -(rows * h) % 8, -(cols * w) % 8
+        kind = PackingType.DENSE
+    else:
+        pad_b, pad_r = -h % 8, -w % 8
+        kind = PackingType.CHANNEL_PER_PICTURE if rows * cols == 1 else PackingType.TILED
+    binary16 = cfg.param_format == "binary16"
+    compact = cfg.channel_order is not None and (
+        cfg.permutation_coding == "compact"
+        or (cfg.permutation_coding == "auto" and (dense or binary16)))
+    ext = {}
+    if binary16 or compact:   # a layer_header_ext unit (clause 8.3.15)
+        ext = dict(param_format=ParamFormat.BINARY16 if binary16 else ParamFormat.BINARY32,
+                   permutation_coding=PermutationCoding.COMPACT if compact
+                   else PermutationCoding.U32)
     return LayerHeader(
         layer_id=name,
         source_layout=SourceLayout[cfg.layout], source_dtype=dtype,
@@ -212,10 +301,9 @@ def _layer_header(name, x: np.ndarray, dtype: SourceDtype, cfg: EncoderConfig,
         quantizer_type=QuantizerType(quant.QUANTIZER_NAMES[cfg.quantizer]),
         per_channel_quant_flag=cfg.per_channel, quant_params=tuple(params),
         channel_permutation=cfg.channel_order,
-        packing_type=PackingType.CHANNEL_PER_PICTURE if rows * cols == 1 else PackingType.TILED,
-        tile_rows=rows, tile_cols=cols,
+        packing_type=kind, tile_rows=rows, tile_cols=cols,
         pad_mode=PadMode.REPLICATE if cfg.pad_mode == "replicate" else PadMode.ZERO,
-        pad_bottom=pad_b, pad_right=pad_r)
+        pad_bottom=pad_b, pad_right=pad_r, **ext)
 
 
 def encode_layer(name: str, tensor, cfg: EncoderConfig,
@@ -241,12 +329,19 @@ def encode_layer(name: str, tensor, cfg: EncoderConfig,
     qtype = quant.QUANTIZER_NAMES[cfg.quantizer]
     try:
         params = quant.choose_params(x, qtype, cfg.bit_depth, cfg.per_channel,
-                                     DTYPE_INFO[dtype].precision)
+                                     DTYPE_INFO[dtype].precision,
+                                     binary16=cfg.param_format == "binary16")
         samples = quant.quantize(x, qtype, params, cfg.bit_depth)
     except quant.QuantizerInputError as exc:
         raise EncoderInputError(f"layer {name!r}: {exc}") from None
     header = _layer_header(name, x, dtype, cfg, params)
     pictures = packing.pack(samples, packing.Layout.of(header))
+    if cfg.x265_params:
+        with_params = getattr(backend, "with_x265_params", None)
+        if with_params is None:
+            raise EncoderInputError(f"layer {name!r}: x265_params needs the libx265 backend, "
+                                    f"not {getattr(backend, 'name', type(backend).__name__)}")
+        backend = with_params(cfg.x265_params)
     payload, hashes = backend.encode_pictures(pictures, cfg.bit_depth, cfg.qp,
                                               cfg.lossless, cfg.preset)
     if cfg.verify:

@@ -9,6 +9,9 @@ when no permutation is signalled).  Picture p holds slots p*T .. p*T+T-1 (T = ti
 tile_cols) in raster order of the tile grid: slot s sits in tile row (s mod T) // tile_cols
 and tile column (s mod T) mod tile_cols.  Unused tiles of the last picture are filled with
 zero samples by this encoder (any value is conforming).
+
+Dense packing (packing_type 2, format 1.2): the tiles are the maps themselves (height x
+width, unpadded) and the padding extends the whole picture instead of each map.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ class Layout:
     pad_right: int = 0
     replicate: bool = True
     permutation: tuple[int, ...] | None = None
+    dense: bool = False    # packing_type 2: pad the picture, not each tile
 
     @classmethod
     def of(cls, header) -> "Layout":
@@ -46,14 +50,20 @@ class Layout:
 
     @property
     def tile_height(self) -> int:
-        return self.height + self.pad_bottom
+        """CodedTileHeight (clause 8.3.14)."""
+        return self.height if self.dense else self.height + self.pad_bottom
 
     @property
     def tile_width(self) -> int:
-        return self.width + self.pad_right
+        """CodedTileWidth (clause 8.3.14)."""
+        return self.width if self.dense else self.width + self.pad_right
 
     @property
     def picture_shape(self) -> tuple[int, int]:
+        """(PictureHeight, PictureWidth) (clause 8.3.14)."""
+        if self.dense:
+            return (self.tile_rows * self.height + self.pad_bottom,
+                    self.tile_cols * self.width + self.pad_right)
         return self.tile_rows * self.tile_height, self.tile_cols * self.tile_width
 
 
@@ -66,19 +76,23 @@ def pack(q: np.ndarray, layout: Layout) -> np.ndarray:
     if lay.permutation is not None:
         q = q[:, np.asarray(lay.permutation, dtype=np.intp)]
     slots = q.reshape(n * c, h, w)
-    if lay.pad_bottom or lay.pad_right:
-        mode = "edge" if lay.replicate else "constant"
+    mode = "edge" if lay.replicate else "constant"
+    if (lay.pad_bottom or lay.pad_right) and not lay.dense:
         slots = np.pad(slots, ((0, 0), (0, lay.pad_bottom), (0, lay.pad_right)), mode=mode)
     total = lay.num_pictures * lay.tiles
-    if lay.tiles == 1:
+    if lay.tiles == 1 and not lay.dense:
         return np.ascontiguousarray(slots)
     if total != n * c:
         fill = np.zeros((total - n * c, lay.tile_height, lay.tile_width), dtype=slots.dtype)
         slots = np.concatenate([slots, fill])
     grid = slots.reshape(lay.num_pictures, lay.tile_rows, lay.tile_cols, lay.tile_height,
                          lay.tile_width)
-    ph, pw = lay.picture_shape
-    return np.ascontiguousarray(grid.transpose(0, 1, 3, 2, 4)).reshape(lay.num_pictures, ph, pw)
+    pictures = np.ascontiguousarray(grid.transpose(0, 1, 3, 2, 4)).reshape(
+        lay.num_pictures, lay.tile_rows * lay.tile_height, lay.tile_cols * lay.tile_width)
+    if lay.dense and (lay.pad_bottom or lay.pad_right):
+        pictures = np.pad(pictures, ((0, 0), (0, lay.pad_bottom), (0, lay.pad_right)),
+                          mode=mode)
+    return pictures
 
 
 def unpack(pictures: np.ndarray, layout: Layout) -> np.ndarray:
@@ -87,6 +101,8 @@ def unpack(pictures: np.ndarray, layout: Layout) -> np.ndarray:
     ph, pw = lay.picture_shape
     if pictures.shape != (lay.num_pictures, ph, pw):
         raise ValueError(f"pictures of shape {pictures.shape} do not match the layout")
+    if lay.dense:   # the picture's padding belongs to no tile (clause 8.3.14)
+        pictures = pictures[:, :lay.tile_rows * lay.height, :lay.tile_cols * lay.width]
     grid = pictures.reshape(lay.num_pictures, lay.tile_rows, lay.tile_height, lay.tile_cols,
                             lay.tile_width).transpose(0, 1, 3, 2, 4)
     slots = grid.reshape(lay.num_pictures * lay.tiles, lay.tile_height, lay.tile_width)

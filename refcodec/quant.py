@@ -112,14 +112,46 @@ def _check_finite(x: np.ndarray) -> None:
             f"{tuple(bad.tolist())})")
 
 
+#: The largest finite binary16 number (clause 8.3.15).
+BINARY16_MAX = 65504.0
+
+
+def to_binary16(value: float, direction: int) -> float:
+    """The binary16 number nearest ``value`` in ``direction`` (-1: the largest not above it,
+    +1: the smallest not below it), as an exact float; QuantizerInputError beyond the
+    binary16 range (magnitude above 65504 after rounding outward)."""
+    if abs(value) > BINARY16_MAX:
+        if direction * value < 0:          # rounded toward zero: the largest magnitude
+            return BINARY16_MAX if value > 0 else -BINARY16_MAX
+        raise QuantizerInputError(
+            f"param_format binary16 cannot cover the value {value!r}: binary16 parameters "
+            f"reach magnitude {BINARY16_MAX:g}; use param_format binary32")
+    h = np.float16(value)
+    if direction < 0 and float(h) > value:
+        h = np.nextafter(h, np.float16(-np.inf))
+    elif direction > 0 and float(h) < value:
+        h = np.nextafter(h, np.float16(np.inf))
+    if not np.isfinite(h):
+        raise QuantizerInputError(
+            f"param_format binary16 cannot cover the value {value!r}: binary16 parameters "
+            f"reach magnitude {BINARY16_MAX:g}; use param_format binary32")
+    return float(h)
+
+
 def choose_params(x: np.ndarray, qtype: int, bit_depth: int, per_channel: bool,
-                  precision: int = 24) -> list[ParamSet]:
+                  precision: int = 24, binary16: bool = False) -> list[ParamSet]:
     """Parameter sets for tensor ``x`` (N x C x H x W, float32): its exact min and max (per
     tensor or per channel).
 
     For the integer quantizer the offset is the minimum, lowered where needed so that
     offset..offset + D stays within -2**precision..2**precision (clause 8.3.7: every value
     the decoder can produce is exact in a source dtype with that significand precision).
+
+    ``binary16`` (param_format BINARY16, clause 8.3.15): every parameter is a binary16
+    number that still covers the data: min rounded down and max rounded up to binary16
+    (the range only widens), the integer offset rounded down where it is not one; a
+    tensor they cannot cover (beyond +-65504, or an integer range that the rounded offset
+    no longer spans at this bit depth) raises QuantizerInputError.
     """
     _check_finite(x)
     if per_channel:
@@ -138,6 +170,14 @@ def choose_params(x: np.ndarray, qtype: int, bit_depth: int, per_channel: bool,
                     f"got {b} - {a} = {b - a}")
             limit = 1 << precision
             offset = min(a, limit - top)
+            if binary16:
+                offset = to_binary16(offset, -1)
+                if b - offset > top:
+                    raise QuantizerInputError(
+                        f"param_format binary16: the offset {a} is not a binary16 number "
+                        f"and the nearest one below, {offset}, leaves max - offset = "
+                        f"{b - offset} > {top} at {bit_depth}-bit; use param_format binary32 "
+                        f"or a higher bit depth")
             if offset < -limit:
                 raise QuantizerInputError(
                     f"the integer quantizer at {bit_depth}-bit needs values exact in a dtype "
@@ -145,6 +185,8 @@ def choose_params(x: np.ndarray, qtype: int, bit_depth: int, per_channel: bool,
                     f"{top + 1} consecutive integers; use a lower bit depth")
             sets.append(ParamSet(offset_value=offset))
         else:
+            if binary16:
+                a, b = to_binary16(a, -1), to_binary16(b, +1)
             p = ParamSet(min_value=a, max_value=b)
             if qtype == LOG and b > a:
                 _check_log_levels(p, bit_depth, len(sets) if per_channel else None)

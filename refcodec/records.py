@@ -10,8 +10,9 @@ from __future__ import annotations
 import dataclasses
 import functools
 
-from .enums import (DTYPE_INFO, Embedder, PackingType, PadMode, PayloadCodec, PredictorType,
-                    QuantizerType, SourceDtype, SourceLayout, TextureCodec)
+from .enums import (DTYPE_INFO, Embedder, PackingType, PadMode, ParamFormat, PayloadCodec,
+                    PermutationCoding, PredictorType, QuantizerType, SourceDtype, SourceLayout,
+                    TextureCodec, UnitType)
 from .packing import Layout
 
 
@@ -29,7 +30,8 @@ class QuantParams:
     """One parameter set of the quantizer (clause 8.3.7).
 
     ``min_value``/``max_value`` for the uniform and log quantizers, ``offset_value`` for the
-    integer quantizer; the unused attributes are None.  Values are exact binary32 numbers.
+    integer quantizer; the unused attributes are None.  Values are exact binary32 numbers
+    (exact binary16 ones when the layer's param_format is BINARY16, clause 8.3.15).
     """
 
     min_value: float | None = None
@@ -58,6 +60,10 @@ class LayerHeader:
     pad_bottom: int
     pad_right: int
     payload_codec: PayloadCodec = PayloadCodec.HEVC
+    # layer_header_ext() (clause 8.3.15, format 1.2): both None when it is absent (a
+    # layer_header unit), both set when present (a layer_header_ext unit)
+    param_format: ParamFormat | None = None
+    permutation_coding: PermutationCoding | None = None
 
     # ---- derived variables (clause 8.3.14) ----
     @functools.cached_property
@@ -65,7 +71,35 @@ class LayerHeader:
         """The picture geometry of the layer (packing.Layout holds its formulas)."""
         return Layout(self.batch_size, self.num_channels, self.height, self.width,
                       self.tile_rows, self.tile_cols, self.pad_bottom, self.pad_right,
-                      self.pad_mode == PadMode.REPLICATE, self.channel_permutation)
+                      self.pad_mode == PadMode.REPLICATE, self.channel_permutation,
+                      self.packing_type == PackingType.DENSE)
+
+    @property
+    def has_ext(self) -> bool:
+        """Whether layer_header() holds layer_header_ext() (a layer_header_ext unit)."""
+        return self.param_format is not None or self.permutation_coding is not None
+
+    @property
+    def unit_type(self) -> UnitType:
+        """The unit that carries this header: LAYER_HEADER_EXT when it has the extension."""
+        return UnitType.LAYER_HEADER_EXT if self.has_ext else UnitType.LAYER_HEADER
+
+    @property
+    def uses_format12(self) -> bool:
+        """Whether the layer uses the syntax of version 1.2 (a layer_header_ext unit or
+        packing_type 2), which needs version_minor 2 (clause 8.1.2)."""
+        return self.has_ext or self.packing_type == PackingType.DENSE
+
+    @property
+    def param_format_value(self) -> ParamFormat:
+        """ParamFormat (clause 8.3.14)."""
+        return self.param_format if self.param_format is not None else ParamFormat.BINARY32
+
+    @property
+    def permutation_coding_value(self) -> PermutationCoding:
+        """PermutationCoding (clause 8.3.14)."""
+        return (self.permutation_coding if self.permutation_coding is not None
+                else PermutationCoding.U32)
 
     @property
     def shape(self) -> tuple[int, int, int, int]:
@@ -201,6 +235,14 @@ class Stream:
             if layer.header.layer_id == layer_id:
                 return layer
         raise KeyError(layer_id)
+
+
+def version_minor_of(headers, has_faces: bool) -> int:
+    """The version_minor an encoder writes (clause 8.1.2): the lowest whose syntax the
+    stream uses: 2 when a layer uses the syntax of version 1.2, else 1 with faces, else 0."""
+    if any(h.uses_format12 for h in headers):
+        return 2
+    return 1 if has_faces else 0
 
 
 # The bytes of a decoder's output arrays, which the level's max_decoded_bytes bounds

@@ -23,7 +23,9 @@ JSON schema (``Trace.to_dict``, ``refcodec trace --json``)::
                   "byte_offset": int,    # byte of the stream where the element starts
                   "bit": int,            # its first bit in that byte, 0 = most significant
                   "bits": int,           # its length in bits (a structure: all of it)
-                  "descriptor": str|null,# u(n), ue(v), se(v), f(32), b(8*n)
+                  "descriptor": str|null,# as in the spec's tables: u(n), i(16), f32,
+                                         # f(64), b(len_layer_id), b(16), b(*); H.265's
+                                         # u(n), ue(v), se(v)
                   "raw": str,            # its bits ("0"/"1", up to 64) or first bytes (hex)
                   "value": int|float|str|null,   # bytes as hex, non-finite floats as
                                                  # "nan", "inf", "-inf"
@@ -34,6 +36,7 @@ JSON schema (``Trace.to_dict``, ``refcodec trace --json``)::
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import json
 import math
@@ -41,7 +44,7 @@ from collections.abc import Sequence
 
 from . import bitstream, enums, syntax
 from .bitstream.walk import Element, walk
-from .errors import BitstreamError
+from .errors import BitstreamError, RefcodecError
 from .hevc import params, slices
 from .hevc.annexb import (PPS_NUT, PREFIX_SEI_NUT, SPS_NUT, SUFFIX_SEI_NUT, VPS_NUT,
                           sei_messages, split_nal_units_with_offsets)
@@ -131,7 +134,7 @@ class Trace:
     source: str
     stream_bytes: int
     entries: list[Entry]
-    error: BitstreamError | None
+    error: RefcodecError | None
     decoded: bool
 
     def to_dict(self) -> dict:
@@ -151,8 +154,9 @@ class Trace:
             clause = f"  [{e.clause}]" if e.clause else ""
             meaning = f" ({e.meaning})" if e.meaning else ""
             if e.kind == "struct":
-                out.append(f"{head}{e.name}  {{{e.bits // 8 if e.bits % 8 == 0 else e.bits}"
-                           f"{' bytes' if e.bits % 8 == 0 else ' bits'}}}{meaning}{clause}")
+                size, unit = (e.bits // 8, "byte") if e.bits % 8 == 0 else (e.bits, "bit")
+                out.append(f"{head}{e.name}  {{{size} {unit}{'s' if size != 1 else ''}}}"
+                           f"{meaning}{clause}")
             elif e.kind in ("derived", "note"):
                 out.append(f"{head}{e.name} = {text_value(e.value)}{meaning}{clause}")
             else:
@@ -180,13 +184,7 @@ def _enum_name(name: str, value) -> str | None:
 
 
 def _descriptor(e: Element) -> str | None:
-    if e.kind != "field":
-        return None
-    if isinstance(e.value, float):
-        return f"f({e.bits})"
-    if isinstance(e.value, bytes):
-        return f"b(8*{e.bits // 8})"
-    return f"u({e.bits})"
+    return e.descriptor if e.kind == "field" else None
 
 
 def _entry(e: Element, meaning: str | None = None, depth_shift: int = 0) -> Entry:
@@ -238,7 +236,9 @@ class _Tracer:
             start = pos + syntax.UNIT_PREFIX
             end = pos + unit.consumed
             wanted, layer = self.wanted(index, unit_type, payload, layer)
-            if wanted:
+            if not wanted:
+                self.count(unit_type, payload)
+            else:
                 crc = bitstream.crc32(data[pos:end - 4])
                 meanings = {f"units[{index}].unit_crc32": _crc_meaning(
                     frame["unit_crc32"].value, crc)}
@@ -252,18 +252,18 @@ class _Tracer:
         if pos < len(data):
             rest = data[pos:]
             self.entries.append(Entry("field", "trailing_data", "trailing_data", 0, 8 * pos,
-                                      8 * len(rest), f"b(8*{len(rest)})",
+                                      8 * len(rest), f"b({len(rest)})",
                                       _hex_raw(rest), rest, "bytes after end_of_stream",
                                       "8.2.7"))
 
     def wanted(self, index, unit_type, payload, layer):
         """Whether unit ``index`` is selected; ``layer``: the layer_id of the layer whose
         layer_data comes next (a layer_header unit names it)."""
-        if unit_type == enums.UnitType.LAYER_HEADER:
+        headers = (enums.UnitType.LAYER_HEADER, enums.UnitType.LAYER_HEADER_EXT)
+        if unit_type in headers:
             n = payload[0] if payload else 0
             layer = bytes(payload[1:1 + n]).decode("utf-8", "replace")
-        this = layer if unit_type in (enums.UnitType.LAYER_HEADER,
-                                      enums.UnitType.LAYER_DATA) else None
+        this = layer if unit_type in headers + (enums.UnitType.LAYER_DATA,) else None
         if unit_type == enums.UnitType.LAYER_DATA:
             layer = None
         ok = True
@@ -272,12 +272,20 @@ class _Tracer:
         if self.layers is not None:
             ok = ok and this in self.layers if self.units is None else (
                 ok or this in self.layers)
-        return ok, (this if unit_type == enums.UnitType.LAYER_HEADER else layer)
+        return ok, (this if unit_type in headers else layer)
+
+    def count(self, unit_type, payload: bytes) -> None:
+        """Keep the layer and face numbering of a unit that is not traced."""
+        if unit_type == enums.UnitType.LAYER_DATA:
+            self.num_layers += 1
+        elif unit_type == enums.UnitType.FACE_BASE and _face_version(self.data):
+            n = payload[0] if payload else 0
+            self.face_ids.append(bytes(payload[1:1 + n]))
 
     def payload(self, unit_type, payload: bytes, start: int, depth: int) -> None:
-        if unit_type == enums.UnitType.LAYER_HEADER:
+        if unit_type in (enums.UnitType.LAYER_HEADER, enums.UnitType.LAYER_HEADER_EXT):
             w = walk(syntax.layer_header, payload, path=f"layers[{self.num_layers}]",
-                     base=start, depth=depth)
+                     base=start, depth=depth, unit_type=int(unit_type))
             self.add(w.elements)
         elif unit_type == enums.UnitType.LAYER_DATA:
             path = f"layers[{self.num_layers}]"
@@ -296,6 +304,8 @@ class _Tracer:
             ids = [e.value for e in w.elements if e.name == "face_id"]
             self.face_ids.append(ids[0] if ids else b"")
             self.add(w.elements)
+            if w.stopped_at is None:
+                self.levels(w.elements, path)
         elif unit_type == enums.UnitType.FACE_ENHANCEMENT and _face_version(self.data):
             n = payload[0] if payload else 0
             face_id = bytes(payload[1:1 + n])
@@ -313,6 +323,22 @@ class _Tracer:
                                       8 * len(payload), None, "", f"{len(payload)} bytes",
                                       "not interpreted: a unit type this decoder skips",
                                       "8.2.1"))
+
+    def levels(self, elements, path: str) -> None:
+        """The levels embedding_payload codes (clause 13.3.6), read by the face decoder's
+        own reader, as one derived entry."""
+        from .face import entropy
+        values = {e.name: e for e in elements}
+        payload = values["embedding_payload"]
+        try:
+            levels = entropy.read_levels(payload.value, values["embedding_dim"].value,
+                                         values["eg_order"].value)
+        except (entropy.EmbeddingCodeError, ValueError):
+            return           # the decoder's error says why (13.3.5, 13.3.6)
+        self.entries.append(Entry("derived", f"{path}.level", "level", payload.depth + 1,
+                                  payload.bit_offset, payload.bits, None, "", list(levels),
+                                  f"{len(levels)} levels, sek(v) with k = eg_order",
+                                  "13.3.6"))
 
     # ---- HEVC payloads ------------------------------------------------------------------
 
@@ -407,7 +433,7 @@ class _HevcTracer:
     def bit_at(self, rbsp_bit: int) -> int:
         """The absolute bit of RBSP bit ``rbsp_bit`` of the current NAL unit."""
         byte = rbsp_bit // 8
-        shift = sum(1 for p in self.epb if p <= byte)
+        shift = bisect.bisect_right(self.epb, byte)
         return 8 * (self.nal_start + 2 + byte + shift) + rbsp_bit % 8
 
     def run(self) -> None:
@@ -562,8 +588,9 @@ def _emulation_prevention(unit: bytes) -> list[int]:
 # ---- the decoder's verdict ------------------------------------------------------------
 
 def decoder_error(data: bytes, *, decode: bool = True, layers: Sequence[str] | None = None,
-                  backend=None) -> BitstreamError | None:
-    """The first error the decoder raises for ``data`` (``refcodec decode``'s), or None.
+                  backend=None) -> RefcodecError | None:
+    """The first error the decoder raises for ``data`` (``refcodec decode``'s: a
+    BitstreamError, or a BackendError when the HEVC library fails), or None.
     ``decode=False``: the checks that need no picture decoded (container, the HEVC
     parameter sets of each layer)."""
     from .codec import decode_all, read_headers
@@ -579,12 +606,12 @@ def decoder_error(data: bytes, *, decode: bool = True, layers: Sequence[str] | N
             return None
         decode_all(stream, layers=layers, faces=None if layers is None else [],
                    backend=backend)
-    except BitstreamError as exc:
+    except RefcodecError as exc:
         return exc
     return None
 
 
-def _cut(entries: list[Entry], error: BitstreamError | None) -> list[Entry]:
+def _cut(entries: list[Entry], error: RefcodecError | None) -> list[Entry]:
     """The entries up to the element the error names: the one with its path (or the
     longest path the error's path extends) and everything inside it; without such an
     element, the entries before the error's byte offset."""

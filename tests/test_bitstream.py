@@ -641,7 +641,7 @@ def test_parse_stream_same_with_and_without_fast_paths(data):
 
     fast = outcome()
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(bitstream.fast, "fast_layer_header", lambda payload: None)
+        mp.setattr(bitstream.fast, "fast_layer_header", lambda payload, unit_type=1: None)
         mp.setattr(bitstream.fast, "fast_stream_header", syntax.stream_header.parse)
         slow = outcome()
     assert repr(fast) == repr(slow)   # repr: a changed byte may make a parameter NaN

@@ -9,6 +9,15 @@ results.json and PNG plots.
 
     python tools/eval.py -o docs/eval         # the full run (about 25 minutes on 2 cores)
     python tools/eval.py --images 4 --detection-images 2 --configs baseline
+
+At scale (docs/eval/scale.md): the jobs run on Dask (a LocalCluster of -j worker processes,
+or --scheduler ADDRESS), each finished job goes into the results store (OUT/store.sqlite or
+--store), which --resume continues and --report-only STORE renders:
+
+    python tools/eval.py --networks mobilenet_v2 --splits mobilenet_v2:conv3,conv5 \
+        --configs baseline uniform --images 512 -o out/eval-scale
+    python tools/eval.py --images /data/imagenet/val --model resnet50:resnet50.pth \
+        --splits resnet50:layer2,layer3 --configs baseline -o out/resnet50 --resume
 """
 
 from __future__ import annotations

@@ -219,7 +219,7 @@ def render_expr(e, *, top: bool = True) -> str:
 # ----------------------------------------------------------------------------------------
 
 _FORMATS = {">B": "u(8)", ">H": "u(16)", ">L": "u(32)", ">I": "u(32)", ">Q": "u(64)",
-            ">h": "i(16)", ">f": "f32"}
+            ">h": "i(16)", ">f": "f32", ">e": "f16"}
 
 
 @dataclasses.dataclass
@@ -474,6 +474,8 @@ ENUM_FIELDS = {
     "PackingType": ("layer_header", "packing_type"),
     "PadMode": ("layer_header", "pad_mode"),
     "PayloadCodec": ("layer_header", "payload_codec"),
+    "ParamFormat": ("layer_header_ext", "param_format"),
+    "PermutationCoding": ("layer_header_ext", "permutation_coding"),
     "Embedder": ("face_base", "embedder_idc"),
     "PredictorType": ("face_enhancement", "predictor_type"),
     "TextureCodec": ("face_enhancement", "texture_codec"),

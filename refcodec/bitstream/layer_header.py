@@ -11,24 +11,31 @@ from __future__ import annotations
 import math
 
 from .. import syntax
-from ..enums import (ALLOWED_BIT_DEPTHS, DTYPE_INFO, PackingType, PadMode, PayloadCodec,
-                     QuantizerType, SourceDtype, SourceLayout)
+from ..enums import (ALLOWED_BIT_DEPTHS, DTYPE_INFO, PackingType, PadMode, ParamFormat,
+                     PayloadCodec, PermutationCoding, QuantizerType, SourceDtype, SourceLayout,
+                     UnitType)
 from ..errors import ConformanceViolation, UnsupportedFeature
 from ..records import LayerHeader, QuantParams
 from . import fast
 from .base import Located
 
-def read_layer_header(reader, payload: bytes, start: int, path: str) -> LayerHeader:
-    """The layer header in ``payload`` (a unit payload at byte ``start`` of the stream)."""
-    parsed = fast.fast_layer_header(payload)
+def read_layer_header(reader, payload: bytes, start: int, path: str,
+                      unit_type: int = UnitType.LAYER_HEADER) -> LayerHeader:
+    """The layer header in ``payload`` (a unit payload at byte ``start`` of the stream), of
+    a layer_header unit or (format 1.2) a layer_header_ext unit, whose layer_header() holds
+    layer_header_ext() (clause 8.3.15)."""
+    unit_type = int(unit_type)
+    parsed = fast.fast_layer_header(payload, unit_type)
     if parsed is None:
-        c, _ = reader.parse(fast.LAYER_HEADER_FIXED, payload, start, path, "layer_header()")
+        c, _ = reader.parse(fast.LAYER_HEADER_FIXED, payload, start, path, "layer_header()",
+                            unit_type=unit_type)
     else:
         c, full, consumed = parsed
     layer_id = _fixed_fields(reader, Located(reader, fast.LAYER_HEADER_FIXED, c, start, path))
+    _reserved_packing_type(reader, c, payload, start, path)
     if parsed is None:
         full, consumed = reader.parse(syntax.layer_header, payload, start, path,
-                                      "layer_header()")
+                                      "layer_header()", unit_type=unit_type)
     if consumed != len(payload):
         reader.fail(ConformanceViolation, "8.3.13",
                     f"layer_header() is {consumed} bytes but len_unit_payload is "
@@ -36,7 +43,13 @@ def read_layer_header(reader, payload: bytes, start: int, path: str) -> LayerHea
     fields = Located(reader, syntax.layer_header, full, start, path)
     qtype = QuantizerType(full.quantizer_type)
     dtype = SourceDtype(full.source_dtype)
-    params = _quant_params(fields, qtype, dtype, full.sample_bit_depth)
+    ext = full.layer_header_ext
+    param_format = perm_coding = None
+    if ext is not None:
+        param_format = ParamFormat(ext.param_format)
+        perm_coding = PermutationCoding(ext.permutation_coding)
+    params = _quant_params(fields, qtype, dtype, full.sample_bit_depth,
+                           2 if param_format == ParamFormat.BINARY16 else 4)
     perm = _channel_permutation(fields)
     packing, rows, cols = _packing(reader, fields)
     return LayerHeader(
@@ -47,7 +60,8 @@ def read_layer_header(reader, payload: bytes, start: int, path: str) -> LayerHea
         quant_params=tuple(params), channel_permutation=perm, packing_type=packing,
         tile_rows=rows, tile_cols=cols, pad_mode=PadMode(full.pad_mode),
         pad_bottom=full.pad_bottom, pad_right=full.pad_right,
-        payload_codec=PayloadCodec(full.payload_codec))
+        payload_codec=PayloadCodec(full.payload_codec), param_format=param_format,
+        permutation_coding=perm_coding)
 
 
 def _fixed_fields(reader, f: Located) -> str:
@@ -83,14 +97,50 @@ def _fixed_fields(reader, f: Located) -> str:
         f.fail(ConformanceViolation, "8.3.12",
                f"reserved_zero_6bits shall be 0, got {c.layer_flags.reserved_zero_6bits}",
                "layer_flags")
+    ext = c.layer_header_ext
+    if ext is not None:     # a layer_header_ext unit (format 1.2), before any array is read
+        if ext.param_format not in ParamFormat.__members__.values():
+            f.stop(UnsupportedFeature, "8.3.15",
+                   f"param_format {ext.param_format} is reserved", "layer_header_ext",
+                   ".param_format")
+        if ext.permutation_coding not in PermutationCoding.__members__.values():
+            reader.stop(UnsupportedFeature, "8.3.16",
+                        f"permutation_coding {ext.permutation_coding} is reserved",
+                        f.at("layer_header_ext") + 1,
+                        f"{f.path}.layer_header_ext.permutation_coding")
     return layer_id
 
 
+def _reserved_packing_type(reader, c, payload: bytes, start: int, path: str) -> None:
+    """packing_type read where the fixed fields put it, before the rest is parsed: 2 is
+    reserved in a stream whose version_minor is below 2 (clause 8.3.9), where no tile_grid()
+    follows it, so that such a stream is refused as a decoder of version 1.0 or 1.1 refuses
+    it, and not for the tile_grid() it lacks."""
+    if reader.version_minor >= syntax.FORMAT12_VERSION_MINOR:
+        return
+    ext = c.layer_header_ext
+    value = 2 if ext is not None and ext.param_format == ParamFormat.BINARY16 else 4
+    sets = c.num_channels if c.layer_flags.per_channel_quant_flag else 1
+    pos = 1 + c.len_layer_id + 21 + (2 if ext is not None else 0) + sets * value * (
+        1 if c.quantizer_type == QuantizerType.INTEGER else 2)
+    if c.layer_flags.channel_permutation_flag:
+        if ext is not None and ext.permutation_coding == PermutationCoding.COMPACT:
+            pos += -(-(c.num_channels * syntax.perm_bits(c.num_channels)) // 8)
+        else:
+            pos += 4 * c.num_channels
+    if pos < len(payload) and payload[pos] == PackingType.DENSE:   # the message of 1.1
+        reader.stop(UnsupportedFeature, "8.3.9",
+                    "packing_type 2 is reserved", start + pos,
+                    f"{path}.packing_type")
+
+
 def _quant_params(f: Located, qtype: QuantizerType, dtype: SourceDtype,
-                  depth: int) -> list[QuantParams]:
-    """quant_params (clause 8.3.7): one set per tensor or per channel."""
+                  depth: int, value_size: int = 4) -> list[QuantParams]:
+    """quant_params (clause 8.3.7): one set per tensor or per channel, of binary32 values
+    (value_size 4) or binary16 values (value_size 2, clause 8.3.15: parsed to the binary32
+    -- here binary64 -- value they convert to exactly, then checked alike)."""
     params = []
-    set_size = 4 if qtype == QuantizerType.INTEGER else 8
+    set_size = value_size if qtype == QuantizerType.INTEGER else 2 * value_size
     largest = DTYPE_INFO[dtype].max_finite
     for i, p in enumerate(f.parsed.quant_params):
         sub, delta = f"[{i}]", i * set_size
@@ -123,21 +173,34 @@ def _quant_params(f: Located, qtype: QuantizerType, dtype: SourceDtype,
 
 
 def _channel_permutation(f: Located) -> tuple[int, ...] | None:
-    """channel_permutation (clause 8.3.8), when channel_permutation_flag is 1."""
+    """channel_permutation or compact_permutation() (clauses 8.3.8, 8.3.16), when
+    channel_permutation_flag is 1."""
     full = f.parsed
-    if full.channel_permutation is None:
+    compact = full.get("compact_permutation")
+    if full.channel_permutation is None and compact is None:
         return None
-    perm = tuple(full.channel_permutation)
+    if compact is not None:
+        perm = tuple(compact.channel_permutation_entry)
+        name, sub, bits = "compact_permutation", ".channel_permutation_entry", \
+            syntax.perm_bits(full.num_channels)
+    else:
+        perm = tuple(full.channel_permutation)
+        name, sub, bits = "channel_permutation", "", 32
     seen = bytearray(full.num_channels)
     for i, k in enumerate(perm):
         if k >= full.num_channels or seen[k]:
+            # the byte that holds the entry's first bit
             f.fail(ConformanceViolation, "8.3.8",
-                   f"channel_permutation shall be a permutation of "
-                   f"0..{full.num_channels - 1}, entry {i} is {k}"
-                   + (" (repeated)" if k < full.num_channels else ""),
-                   "channel_permutation", f"[{i}]", 4 * i)
+                   f"{name} shall be a permutation of 0..{full.num_channels - 1}, entry "
+                   f"{i} is {k}" + (" (repeated)" if k < full.num_channels else ""),
+                   name, f"{sub}[{i}]", i * bits // 8)
             break
         seen[k] = 1
+    if compact is not None and compact.permutation_alignment_zero_bits:
+        f.fail(ConformanceViolation, "8.3.16",
+               f"permutation_alignment_zero_bits shall be 0, got "
+               f"{compact.permutation_alignment_zero_bits}", name,
+               ".permutation_alignment_zero_bits", full.num_channels * bits // 8)
     return perm
 
 
@@ -149,8 +212,12 @@ def _packing(reader, f: Located) -> tuple[PackingType, int, int]:
         f.stop(UnsupportedFeature, "8.3.9", f"packing_type {full.packing_type} is reserved",
                "packing_type")
     packing = PackingType(full.packing_type)
+    if packing == PackingType.DENSE and reader.version_minor < syntax.FORMAT12_VERSION_MINOR:
+        f.stop(UnsupportedFeature, "8.3.9", "packing_type 2 is reserved",   # below 1.2
+               "packing_type")
+    dense = packing == PackingType.DENSE
     rows = cols = 1
-    if packing == PackingType.TILED:
+    if packing in (PackingType.TILED, PackingType.DENSE):
         rows, cols = full.tile_grid.tile_rows, full.tile_grid.tile_cols
         if rows < 1 or cols < 1 or rows * cols < 2:
             f.stop(ConformanceViolation, "8.3.9",
@@ -159,14 +226,23 @@ def _packing(reader, f: Located) -> tuple[PackingType, int, int]:
     if full.pad_mode not in PadMode.__members__.values():
         f.stop(UnsupportedFeature, "8.3.10", f"pad_mode {full.pad_mode} is reserved",
                "pad_mode")
-    for name, dim in (("pad_bottom", full.height), ("pad_right", full.width)):
-        if (dim + full[name]) % 8:
-            what = "height" if name == "pad_bottom" else "width"
+    for name, dim, n in (("pad_bottom", full.height, rows), ("pad_right", full.width, cols)):
+        what = "height" if name == "pad_bottom" else "width"
+        if dense and (n * dim + full[name]) % 8:
+            grid = "tile_rows" if name == "pad_bottom" else "tile_cols"
+            f.fail(ConformanceViolation, "8.3.10",
+                   f"{grid} * {what} + {name} shall be a multiple of 8 for packing_type 2, "
+                   f"got {n} * {dim} + {full[name]}", name)
+        elif not dense and (dim + full[name]) % 8:
             f.fail(ConformanceViolation, "8.3.10",
                    f"{what} + {name} shall be a multiple of 8, got {dim} + {full[name]}",
                    name)
-    pic_h = rows * (full.height + full.pad_bottom)
-    pic_w = cols * (full.width + full.pad_right)
+    if dense:   # PictureHeight and PictureWidth (clause 8.3.14)
+        pic_h = rows * full.height + full.pad_bottom
+        pic_w = cols * full.width + full.pad_right
+    else:
+        pic_h = rows * (full.height + full.pad_bottom)
+        pic_w = cols * (full.width + full.pad_right)
     if max(pic_h, pic_w) > lvl.max_picture_size or pic_h * pic_w > lvl.max_picture_samples:
         f.stop(ConformanceViolation, "11.2",
                f"the picture size {pic_w}x{pic_h} exceeds the limits of level "

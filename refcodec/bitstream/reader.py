@@ -18,7 +18,7 @@ import zlib
 import construct
 
 from .. import syntax
-from ..enums import LEVELS, UNIT_SKIPPABLE, Level, Profile, UnitType
+from ..enums import LEVELS, UNIT_SKIPPABLE, UNIT_VERSION_MINOR, Level, Profile, UnitType
 from ..errors import BitstreamError, ConformanceViolation, SyntaxViolation, UnsupportedFeature
 from ..records import (Face, FaceBase, FaceEnhancement, Layer, LayerHeader, SkippedUnit,
                        Stream, StreamHeader)
@@ -121,12 +121,13 @@ class Reader:
                       path)
         return text
 
-    def parse(self, struct, payload: bytes, start: int, path: str, what: str):
+    def parse(self, struct, payload: bytes, start: int, path: str, what: str, **context):
         """construct's parse of a unit payload: (fields, bytes consumed); a payload too short
-        for the structure is a clause 8.2.4 violation."""
+        for the structure is a clause 8.2.4 violation.  ``context``: what the structure
+        depends on outside itself (the unit_type of a layer_header())."""
         stream = io.BytesIO(payload)
         try:
-            return struct.parse_stream(stream), stream.tell()
+            return struct.parse_stream(stream, **context), stream.tell()
         except construct.ConstructError as exc:
             where = getattr(exc, "path", None) or ""
             where = where.replace("(parsing) -> ", "").replace(" -> ", ".")
@@ -194,8 +195,8 @@ class Reader:
         max_units = self.level.max_units
         data, size, skipped = self.data, len(self.data), self.skipped
         max_payload, overhead = self.level.max_unit_payload, syntax.UNIT_OVERHEAD
-        known = KNOWN_UNIT_TYPES if header.version_minor >= 1 else KNOWN_UNIT_TYPES - set(
-            FACE_UNITS)
+        known = KNOWN_UNIT_TYPES - {t for t, minor in UNIT_VERSION_MINOR.items()
+                                    if header.version_minor < minor}
         while True:
             if index >= max_units:
                 self.stop(ConformanceViolation, "11.2",
@@ -221,7 +222,7 @@ class Reader:
                     index += 1
                     continue
                 payload = self.data[unit.payload_pos:unit.end - 4]
-                if unit.unit_type == UnitType.LAYER_HEADER:
+                if unit.unit_type in (UnitType.LAYER_HEADER, UnitType.LAYER_HEADER_EXT):
                     self.read_layer_header_unit(unit, payload, header)
                 elif unit.unit_type == UnitType.FACE_BASE:
                     read_face_base(self, payload, unit.pos, unit.payload_pos)
@@ -270,8 +271,8 @@ class Reader:
         skipped (unknown and skippable, clause 8.2.1)."""
         unit_type, pos, path = unit.unit_type, unit.pos, unit.path
         known = unit_type in UnitType.__members__.values()
-        if unit_type in FACE_UNITS and header.version_minor < 1:
-            known = False      # reserved types in a 1.0 stream (clause 8.2.1)
+        if header.version_minor < UNIT_VERSION_MINOR.get(unit_type, 0):
+            known = False      # reserved in a stream of that version (clause 8.2.1)
         if not known:
             if unit.skippable:
                 self.skipped.append(SkippedUnit(unit_type, pos, unit.length))
@@ -305,7 +306,7 @@ class Reader:
                       f"the stream holds more layers than num_layers "
                       f"({header.num_layers})", unit.pos, f"{unit.path}.unit_type")
         lpath = f"layers[{len(self.layers)}]"
-        lh = read_layer_header(self, payload, unit.payload_pos, lpath)
+        lh = read_layer_header(self, payload, unit.payload_pos, lpath, unit.unit_type)
         if lh.layer_id in self.seen_ids:
             self.fail(ConformanceViolation, "8.3.1",
                       f"layer_id {lh.layer_id!r} shall be unique in the stream",

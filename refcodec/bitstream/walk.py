@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import re
 
 import construct
-from construct import (Array, Container, IfThenElse, Pass, Renamed, Struct, Switch,
+from construct import (Array, Container, IfThenElse, Pass, Renamed, Restreamed, Struct, Switch,
                        Transformed)
 from construct.core import evaluate
 
@@ -40,6 +41,8 @@ class Element:
     raw: str
     #: The clause the field's documentation names (the spec's semantics clause).
     clause: str | None
+    #: The descriptor of the spec's syntax table (u(8), f32, b(len_layer_id), b(*), ...).
+    descriptor: str | None = None
 
     @property
     def byte_offset(self) -> int:
@@ -65,6 +68,29 @@ def _raw_of_bytes(data: bytes) -> str:
         return "".join(f"{b:08b}" for b in data)
     head = data[:RAW_BYTES].hex()
     return head + ("..." if len(data) > RAW_BYTES else "")
+
+
+#: Descriptors of construct's byte-aligned number fields (as in the spec's tables).
+_FORMATS = {">B": "u(8)", ">H": "u(16)", ">L": "u(32)", ">I": "u(32)", ">Q": "u(64)",
+            ">h": "i(16)", ">f": "f32", ">e": "f16"}
+
+
+def _descriptor(sc, bits: int) -> str:
+    """The descriptor of a leaf as the spec's tables write it."""
+    while isinstance(sc, construct.Rebuild):
+        sc = sc.subcon
+    if isinstance(sc, construct.FormatField) and sc.fmtstr in _FORMATS:
+        return _FORMATS[sc.fmtstr]
+    if isinstance(sc, construct.Const):
+        return f"f({bits})"
+    if isinstance(sc, construct.Bytes):
+        length = sc.length
+        text = vars(length).get("text") if hasattr(length, "__dict__") else None
+        text = re.sub(r"this\['(\w+)'\]", r"\1", text or repr(length))
+        return f"b({text.replace('this.', '')})"
+    if sc is construct.GreedyBytes:
+        return "b(*)"
+    return f"u({bits})"
 
 
 def _plain(value):
@@ -100,7 +126,7 @@ class _Walker:
         else:
             raw, start, bits = _raw_of_bytes(chunk), bit_base + 8 * pos0, 8 * (pos1 - pos0)
         self.out.append(Element(path, name, "field", depth, start, bits, _plain(value), raw,
-                                clause))
+                                clause, _descriptor(sc, bits)))
         return value
 
     def node(self, sc, stream, ctx, path, name, clause, depth, bit_base, in_bits):
@@ -131,6 +157,18 @@ class _Walker:
             if len(data) < sc.decodeamount:
                 raise _Stop(path)
             inner = io.BytesIO(sc.decodefunc(data))
+            return self.node(sc.subcon, inner, ctx, path, name, clause, depth,
+                             bit_base + 8 * pos0, True)
+        if isinstance(sc, Restreamed) and isinstance(sc.subcon, Struct) and not in_bits:
+            # a BitStruct whose size depends on the context (compact_permutation()): its
+            # bytes found by parsing it once, then walked as a stream of bits
+            pos0 = stream.tell()
+            try:
+                sc._parsereport(stream, ctx, path)
+            except construct.ConstructError as exc:
+                raise _Stop(path) from exc
+            data = stream.getvalue()[pos0:stream.tell()]
+            inner = io.BytesIO(construct.bytes2bits(data))
             return self.node(sc.subcon, inner, ctx, path, name, clause, depth,
                              bit_base + 8 * pos0, True)
         return self.leaf(sc, stream, ctx, path, name, clause, depth, bit_base, in_bits)
@@ -183,13 +221,16 @@ class _Walker:
         return items
 
 
-def walk(struct, data: bytes, *, path: str, base: int = 0, depth: int = 0) -> Walk:
+def walk(struct, data: bytes, *, path: str, base: int = 0, depth: int = 0,
+         **params) -> Walk:
     """The elements of ``struct`` parsed from ``data``, which starts at byte ``base`` of the
     stream; element paths start with ``path``.  Never raises for short data: the walk stops
-    at the first element that does not fit (``Walk.stopped_at``)."""
+    at the first element that does not fit (``Walk.stopped_at``).  ``params``: what the
+    structure depends on outside itself (the unit_type of a layer_header())."""
     walker = _Walker(8 * base, depth)
     stream = io.BytesIO(bytes(data))
-    top = Container(_params=Container(), _parsing=True, _building=False, _sizing=False)
+    top = Container(_params=Container(**params), _parsing=True, _building=False,
+                    _sizing=False)
     stopped = None
     try:
         walker.node(struct, stream, top, path, path.rsplit(".", 1)[-1], None, depth,

@@ -4,7 +4,7 @@ the face units).  A CRC is computed over what was built, never taken from the ca
 from __future__ import annotations
 
 from .. import syntax
-from ..enums import PackingType, PredictorType, QuantizerType, UnitType
+from ..enums import PackingType, PermutationCoding, PredictorType, QuantizerType, UnitType
 from ..face import entropy
 from ..records import Face, FaceBase, FaceEnhancement, LayerHeader, StreamHeader
 from .base import crc32
@@ -30,6 +30,14 @@ def _layer_header_fields(h: LayerHeader) -> dict:
         params = [dict(offset_value=p.offset_value) for p in h.quant_params]
     else:
         params = [dict(min_value=p.min_value, max_value=p.max_value) for p in h.quant_params]
+    ext = compact = None
+    if h.has_ext:
+        ext = dict(param_format=int(h.param_format_value),
+                   permutation_coding=int(h.permutation_coding_value))
+    perm = list(h.channel_permutation) if h.channel_permutation is not None else None
+    if perm is not None and h.permutation_coding_value == PermutationCoding.COMPACT:
+        perm, compact = None, dict(channel_permutation_entry=perm,
+                                   permutation_alignment_zero_bits=0)
     return dict(
         layer_id=h.layer_id.encode("utf-8"), source_layout=int(h.source_layout),
         source_dtype=int(h.source_dtype), batch_size=h.batch_size, num_channels=h.num_channels,
@@ -38,19 +46,21 @@ def _layer_header_fields(h: LayerHeader) -> dict:
         layer_flags=dict(per_channel_quant_flag=h.per_channel_quant_flag,
                          channel_permutation_flag=h.channel_permutation is not None,
                          reserved_zero_6bits=0),
+        layer_header_ext=ext,
         quant_params=params,
-        channel_permutation=(list(h.channel_permutation)
-                             if h.channel_permutation is not None else None),
+        channel_permutation=perm,
+        compact_permutation=compact,
         packing_type=int(h.packing_type),
         tile_grid=dict(tile_rows=h.tile_rows, tile_cols=h.tile_cols)
-        if h.packing_type == PackingType.TILED else None,
+        if h.packing_type in (PackingType.TILED, PackingType.DENSE) else None,
         pad_mode=int(h.pad_mode), pad_bottom=h.pad_bottom, pad_right=h.pad_right,
         payload_codec=int(h.payload_codec),
     )
 
 
 def build_layer_header(h: LayerHeader) -> bytes:
-    return syntax.layer_header.build(_layer_header_fields(h))
+    """The payload of the header's unit, whose unit_type is ``h.unit_type``."""
+    return syntax.layer_header.build(_layer_header_fields(h), unit_type=int(h.unit_type))
 
 
 def build_layer_data(sample_md5: bytes, hevc_payload: bytes) -> bytes:
@@ -91,7 +101,7 @@ def build_stream(header: StreamHeader, layers: list[tuple[LayerHeader, bytes, by
     for unit_type, payload, skippable in extra_units:
         parts.append(build_unit(unit_type, payload, skippable))
     for layer_header, md5, payload in layers:
-        parts.append(build_unit(UnitType.LAYER_HEADER, build_layer_header(layer_header)))
+        parts.append(build_unit(layer_header.unit_type, build_layer_header(layer_header)))
         parts.append(build_unit(UnitType.LAYER_DATA, build_layer_data(md5, payload)))
     for face in faces:
         parts.append(build_unit(UnitType.FACE_BASE, build_face_base(face.base), True))

@@ -148,6 +148,16 @@ def _check_json_path(path: Path) -> None:
         raise UsageError(f"--json {path}: directory {directory} is not writable")
 
 
+def _diff_images_dir(text: str) -> Path:
+    """--diff-images DIR: created if missing; refused before anything runs otherwise."""
+    path = Path(text)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"--diff-images {path}: {exc.strerror or exc}") from None
+    return path
+
+
 def cmd_conformance_run(args) -> int:
     import sys
     import threading
@@ -158,6 +168,7 @@ def cmd_conformance_run(args) -> int:
     suite = _run_suite_path(args.suite)
     if args.json:
         _check_json_path(Path(args.json))
+    diff_images = _diff_images_dir(args.diff_images) if args.diff_images else None
     printing = threading.Lock()
 
     def progress(result, done, total):
@@ -173,7 +184,8 @@ def cmd_conformance_run(args) -> int:
         with runner.handle_signals():
             results = conf.run_suite(suite, decoder, outputs=has_output, planes=has_planes,
                                      streams=args.streams or (), jobs=args.jobs,
-                                     progress=None if args.quiet else progress)
+                                     progress=None if args.quiet else progress,
+                                     diff_images=diff_images)
     except conf.SuiteError as exc:
         raise UsageError(str(exc)) from None
     except runner.RunInterrupted as exc:
@@ -255,6 +267,9 @@ def add_parser(sub) -> None:
                      help="streams decoded in parallel")
     run.add_argument("--streams", action="append", metavar="PATTERN",
                      help="only the streams whose name matches (fnmatch; repeatable)")
+    run.add_argument("--diff-images", metavar="DIR",
+                     help="write reference | decoded | amplified difference images of each "
+                          "failing valid stream to DIR (PNG)")
     run.add_argument("-q", "--quiet", action="store_true",
                      help="no progress line per stream on stderr")
     run.set_defaults(func=cmd_conformance_run)

@@ -41,6 +41,10 @@ def stream_info(data: bytes, limits=None) -> dict:
             "pad_mode": lh.pad_mode.name.lower(),
             "pad_bottom": lh.pad_bottom, "pad_right": lh.pad_right,
             "payload_codec": lh.payload_codec.name.lower(),
+            # layer_header_ext() (format 1.2): None in a layer_header unit
+            "param_format": lh.param_format.name.lower() if lh.has_ext else None,
+            "permutation_coding": (lh.permutation_coding.name.lower() if lh.has_ext
+                                   else None),
             "picture_width": lh.picture_width, "picture_height": lh.picture_height,
             "num_pictures": lh.num_pictures,
             "sample_md5": layer.sample_md5.hex(),
@@ -119,7 +123,8 @@ def cmd_info(args) -> int:
               f"{tuple(e['shape'])}, {e['quantizer_type']} quantizer ({shown}), "
               f"{e['sample_bit_depth']}-bit")
         grid = (f"{e['tile_rows']}x{e['tile_cols']} tiles" if e["packing_type"] == "tiled"
-                else "one channel per picture")
+                else f"{e['tile_rows']}x{e['tile_cols']} dense tiles"
+                if e["packing_type"] == "dense" else "one channel per picture")
         order = ("permuted channel order" if e["channel_permutation"] is not None
                  else "identity channel order")
         print(f"    {e['num_pictures']} pictures of {e['picture_width']}x{e['picture_height']} "

@@ -45,6 +45,33 @@ def _byte_count(text: str) -> int:
     return value
 
 
+def _rate_target(kind):
+    """--target-bytes / --bits-per-element: N (the whole stream) or LAYER=N,LAYER=N (each
+    named layer)."""
+    def parse(text: str):
+        def number(value: str):
+            try:
+                v = int(value) if kind is int else float(value)
+            except ValueError:
+                v = 0
+            if not v > 0 or v == float("inf"):
+                raise argparse.ArgumentTypeError(
+                    f"expected a positive {'whole ' if kind is int else ''}number or "
+                    f"LAYER=N,LAYER=N, got {text!r}")
+            return v
+        if "=" not in text:
+            return number(text)
+        out = {}
+        for item in text.split(","):
+            name, _, value = item.partition("=")
+            if not name or name in out:
+                raise argparse.ArgumentTypeError(f"expected LAYER=N,LAYER=N with distinct "
+                                                 f"layer ids, got {text!r}")
+            out[name] = number(value)
+        return out
+    return parse
+
+
 def add_limit_options(parser, what: str = "decoding") -> None:
     """--level and --max-output-bytes: the lower limits a decoder may set (clause 11.2)."""
     parser.add_argument("--level", type=int, choices=sorted(LEVELS), metavar="IDC",
@@ -79,14 +106,26 @@ def cmd_encode(args) -> int:
     tensors = load_tensors(Path(args.input), args.layer_id)
     if not tensors:
         raise UsageError(f"{args.input}: holds no tensor")
+    if args.target_bytes is not None and args.bits_per_element is not None:
+        raise UsageError("give --target-bytes or --bits-per-element, not both")
+    rate_control = args.target_bytes is not None or args.bits_per_element is not None
+    if args.lossless and (rate_control or args.tune):
+        raise UsageError("--lossless codes every sample exactly: it takes no --tune, "
+                         "--target-bytes or --bits-per-element")
     config = EncoderConfig(qp=args.qp, quantizer=args.quantizer, bit_depth=args.bit_depth,
                            per_channel=args.per_channel, packing=args.packing,
                            tile_grid=args.tile_grid, pad_mode=args.pad_mode,
                            channel_order=args.channel_order, lossless=args.lossless,
-                           layout=args.layout, preset=args.preset, verify=args.verify)
+                           layout=args.layout, preset=args.preset, verify=args.verify,
+                           x265_params=args.x265_params,
+                           param_format=args.param_format,
+                           permutation_coding=args.permutation_coding)
     out = Path(args.output)
     backend = hevc_backend(args.hevc_encoder, args.hevc_encoder_timeout)
-    data = encode(tensors, config, backend=backend)
+    report = []
+    data = encode(tensors, config, backend=backend, tune=args.tune,
+                  target_bytes=args.target_bytes, bits_per_element=args.bits_per_element,
+                  report=report)
     if backend is not None:        # another encoder's payload: check the whole stream
         from ..verify import verify
         report = verify(data, source=str(out))
@@ -98,8 +137,26 @@ def cmd_encode(args) -> int:
     if not args.quiet:
         original = sum(np.asarray(t.shape).prod() * _itemsize(t) for t in tensors.values())
         print(f"{out}: {len(tensors)} layer(s), {len(data)} bytes, compression rate "
-              f"{original / len(data):.2f}")
+              f"{original / len(data):.2f}{_chosen(report, args)}")
     return EXIT_OK
+
+
+def _chosen(report, args) -> str:
+    """The summary line's account of the choosing encoder and rate control: the QP (each
+    layer's when they differ), the encodes rate control spent, the tune."""
+    if not report:
+        return ""
+    qps = sorted({r.qp for r in report})
+    text = f", QP {qps[0]}" if len(qps) == 1 else ", QP " + " ".join(
+        f"{r.layer_id}={r.qp}" for r in report)
+    target = args.target_bytes if args.target_bytes is not None else args.bits_per_element
+    if target is not None:
+        encodes = sum(r.encodes for r in report) if isinstance(target, dict) \
+            else report[0].encodes
+        text += f" (rate control: {encodes} encodes)"
+    if args.tune:
+        text += f", tune {args.tune}"
+    return text
 
 
 def _itemsize(t) -> int:
@@ -115,9 +172,9 @@ NOT_CHECKED_WITHOUT_IMAGES = ("the face textures and images were not decoded (--
 def cmd_decode(args) -> int:
     out = Path(args.output) if args.output else None
     image_out = Path(args.image) if args.image else None
-    if out is None and image_out is None:
+    if out is None and image_out is None and not args.pictures:
         raise UsageError("give -o OUTPUT (everything the stream carries) and/or --image "
-                         "OUT.png")
+                         "OUT.png (or --pictures DIR)")
     if out is not None and out.suffix.lower() not in (".npy", ".npz", ".pt"):
         raise UsageError(f"{out}: output shall be .npy, .npz or .pt, "
                          f"got '{out.suffix or out.name}'")
@@ -128,6 +185,7 @@ def cmd_decode(args) -> int:
     for path in (out, image_out):
         if path is not None:
             check_output_path(path)
+    pictures_dir = _pictures_dir(args.pictures) if args.pictures else None
     for flag, names in (("--layer", args.layer), ("--face", args.face)):
         if names is not None and any(not n for n in names):
             raise UsageError(f"{flag} needs a name, got ''")
@@ -177,12 +235,30 @@ def cmd_decode(args) -> int:
         if not written:
             raise UsageError("nothing to write: the stream holds no layer or face")
         save_tensors(out, written)
+    if pictures_dir is not None:
+        from ..codec import decode_samples
+        from ..pictures import write_all
+        write_all(pictures_dir, ((layer.index, layer.header.layer_id, decode_samples(layer),
+                                  layer.header.sample_bit_depth) for layer in stream.layers
+                                 if layer.header.layer_id in arrays),
+                  {k.split(":", 1)[1]: v for k, v in arrays.items()
+                   if k.startswith("texture:")})
     if not args.quiet:
         parts = [f"{k} {tuple(v.shape)} {v.dtype}" for k, v in arrays.items()]
         if image_out is not None:
             parts.append(f"face image {image_out}")
-        print(f"{out or image_out}: " + ", ".join(parts))
+        if pictures_dir is not None:
+            parts.append(f"pictures in {pictures_dir}")
+        print(f"{out or image_out or pictures_dir}: " + ", ".join(parts))
     return EXIT_OK
+
+
+def _pictures_dir(text: str) -> Path:
+    from ..pictures import prepare_directory
+    try:
+        return prepare_directory(Path(text))
+    except ValueError as exc:
+        raise UsageError(f"--pictures {exc}") from None
 
 
 def _kinds(arrays) -> str:
@@ -204,15 +280,37 @@ def add_parser(sub) -> None:
     enc.add_argument("--bit-depth", type=int, choices=[8, 10, 12], default=d.bit_depth)
     enc.add_argument("--per-channel", action="store_true",
                      help="one quantizer parameter set per channel")
-    enc.add_argument("--packing", choices=["auto", "channel", "tiled"], default=d.packing)
+    enc.add_argument("--packing", choices=["auto", "channel", "tiled", "dense"],
+                     default=d.packing, help="dense: small maps side by side without "
+                     "padding, only the picture padded (format 1.2)")
     enc.add_argument("--tile-grid", type=_grid, metavar="ROWSxCOLS",
-                     help="tile grid for --packing tiled")
+                     help="tile grid for --packing tiled or dense")
+    enc.add_argument("--param-format", choices=["binary32", "binary16"],
+                     default=d.param_format,
+                     help="binary16: 2-byte quantizer parameters (format 1.2)")
+    enc.add_argument("--permutation-coding", choices=["auto", "compact", "u32"],
+                     default=d.permutation_coding,
+                     help="coding of --channel-order: compact = Ceil(Log2 C) bits per entry "
+                          "(format 1.2); auto: compact when the layer uses 1.2 syntax anyway")
     enc.add_argument("--pad-mode", choices=["replicate", "zero"], default=d.pad_mode)
     enc.add_argument("--channel-order", type=_order, metavar="I,J,...",
                      help="permutation: picture slot k carries channel I_k")
     enc.add_argument("--lossless", action="store_true", help="HEVC lossless coding")
     enc.add_argument("--layout", choices=["NCHW", "NHWC"], default=d.layout)
     enc.add_argument("--preset", default=d.preset, help="libx265 preset (default medium)")
+    enc.add_argument("--x265-params", default="", metavar="NAME=VALUE:...",
+                     help="libx265 options added to the encoder's (e.g. sao=0:rdoq-level=2)")
+    enc.add_argument("--tune", choices=["seed", "fast", "efficient"],
+                     help="the choosing encoder (Annex A.7): picks each layer's quantizer, "
+                          "bit depth, clipping, flattening, packing and libx265 settings "
+                          "from the tensor, in place of those options (--qp, --layout and "
+                          "--verify stay); seed is the paper's configuration")
+    enc.add_argument("--target-bytes", type=_rate_target(int), metavar="N|LAYER=N,...",
+                     help="rate control (Annex A.8): the QP is chosen so that the stream "
+                          "(N) or each named layer's units (LAYER=N) take at most N bytes, "
+                          "in place of --qp; exit 2 when even QP 51 gives more")
+    enc.add_argument("--bits-per-element", type=_rate_target(float), metavar="B|LAYER=B,...",
+                     help="rate control as --target-bytes, with B x elements / 8 bytes")
     enc.add_argument("--layer-id", help="layer id for a single tensor (default: file stem)")
     enc.add_argument("--verify", action="store_true",
                      help="decode the payload and check it against libx265's picture hashes")
@@ -229,6 +327,10 @@ def add_parser(sub) -> None:
                           "image:FACE_ID, texture:FACE_ID; bfloat16 is widened to float32 "
                           "(exactly) in numpy files")
     dec.add_argument("--layer", action="append", help="decode only this layer (repeatable)")
+    dec.add_argument("--pictures", metavar="DIR",
+                     help="also write each layer's decoded pictures as PNG (16-bit PNG of "
+                          "the sample values at 10 and 12 bits), a mosaic per layer and the "
+                          "face textures, into DIR")
     dec.add_argument("--face", action="append",
                      help="decode only this face (repeatable; no layers unless --layer)")
     dec.add_argument("--no-images", action="store_true",

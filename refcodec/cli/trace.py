@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from .base import EXIT_BITSTREAM, EXIT_OK, UsageError
+from .base import EXIT_OK, UsageError
 from .io import read_input
 
 
@@ -40,8 +40,7 @@ def cmd_trace(args) -> int:
         sys.stdout.flush()
     except BrokenPipeError:          # `refcodec trace x.vfc | head`
         sys.stdout = None
-        return EXIT_OK if result.error is None else EXIT_BITSTREAM
-    return EXIT_OK if result.error is None else EXIT_BITSTREAM
+    return EXIT_OK if result.error is None else result.error.exit_code
 
 
 def add_parser(sub) -> None:

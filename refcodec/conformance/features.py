@@ -94,6 +94,8 @@ class Features:
     face_channels: int = 3
     face_qp: int = 32
     predictor: str = "none"
+    param_format: str = "binary32"
+    permutation_coding: str = "auto"
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
@@ -110,7 +112,9 @@ class Features:
                              per_channel=self.per_channel, packing=self.packing,
                              tile_grid=self.grid, pad_mode=self.pad_mode,
                              channel_order=channel_order(self.channel_order, channels),
-                             lossless=self.lossless, layout=self.layout, preset=self.preset)
+                             lossless=self.lossless, layout=self.layout, preset=self.preset,
+                             param_format=self.param_format,
+                             permutation_coding=self.permutation_coding)
 
 
 FEATURE_COLUMNS = tuple(f.name for f in dataclasses.fields(Features))

@@ -22,7 +22,7 @@ import numpy as np
 
 from .. import FORMAT_VERSION, __version__, bitstream
 from ..codec import decode, decode_samples, encode, output_names, read_headers, reconstruct
-from ..enums import (LEVELS, PackingType, PredictorType, QuantizerType, SourceDtype,
+from ..enums import (LEVELS, PackingType, ParamFormat, PredictorType, QuantizerType, SourceDtype,
                      SourceLayout, UnitType)
 from ..errors import RefcodecError
 from ..ids import OutputKeyCollision
@@ -144,10 +144,16 @@ def exercised_clauses(stream: Stream) -> list[str]:
             found.add("8.3.7")
         if h.channel_permutation is not None:
             found |= {"8.3.8", "9.3.1"}
-        if h.packing_type == PackingType.TILED:
+        if h.packing_type in (PackingType.TILED, PackingType.DENSE):
             found |= {"8.3.9", "9.3.1", "8.3.14"}
         if h.pad_bottom or h.pad_right or h.pad_mode:
             found |= {"8.3.10", "9.3.1"}
+        if h.has_ext:           # a layer_header_ext unit (format 1.2)
+            found |= {"8.2.1", "8.3.15", "8.3.16"}
+        if h.param_format == ParamFormat.BINARY16:
+            found |= {"8.3.7", "9.4"}
+        if h.uses_format12:
+            found.add("8.1.2")
         if h.num_elements == LEVELS[h0.level_idc].max_layer_elements:
             found.add("11.2")
         if _is_lossless(layer):

@@ -489,9 +489,13 @@ def _expected_sizes(stream: dict, *, planes: bool) -> dict[str, int]:
     return sizes
 
 
-def check_planes(path: Path, stream: dict, notes: list[str] | None = None) -> list[str]:
+def check_planes(path: Path, stream: dict, notes: list[str] | None = None,
+                 mismatches: list[dict] | None = None, diff_images: Path | None = None,
+                 manifest_dir: Path | None = None) -> list[str]:
     """Tier 1 (clause 12.2): the decoder's pictures against planes_md5 and its face textures
-    against texture_md5; failure reasons (notes on allowed differences go to ``notes``)."""
+    against texture_md5; failure reasons (notes on allowed differences go to ``notes``; with
+    ``manifest_dir``, the analysis of each layer whose pictures differ from the reference
+    decoder's goes to ``mismatches`` and its difference image to ``diff_images``)."""
     if not path.is_file():
         return ["wrote no planes file"]
     try:
@@ -534,13 +538,60 @@ def check_planes(path: Path, stream: dict, notes: list[str] | None = None) -> li
         md5 = planes_md5_hex(array, layer["bit_depth"])
         if md5 != layer["planes_md5"]:
             reasons.append(f"layer {lid}: planes_md5 {md5}, expected {layer['planes_md5']}")
+            if manifest_dir is not None and (mismatches is not None or
+                                             diff_images is not None):
+                _explain(_explain_planes, array, manifest_dir, stream, layer, mismatches,
+                         diff_images)
     return reasons
 
 
+def _explain(how, *args) -> None:
+    """Run an analysis of what differs; its own failure is recorded, never raised (the
+    verdict on the stream does not depend on it)."""
+    mismatches = args[-2]
+    try:
+        how(*args)
+    except Exception as exc:  # noqa: BLE001 - a decoder's output may be anything
+        if mismatches is not None:
+            mismatches.append({"layer_id": args[-3]["layer_id"], "kind": "error",
+                               "pattern": "unrecognised", "differing": None, "total": None,
+                               "detail": f"the analysis failed: {type(exc).__name__}: "
+                                         f"{exc}"})
+
+
+def _explain_planes(array, manifest_dir, stream, layer, mismatches, diff_images) -> None:
+    """The mismatch record of a layer whose pictures differ from those of the reference
+    decoder (which decodes the stream here), and its difference images (one per picture
+    that differs, at most 16)."""
+    from . import mismatch
+    from .reference_decoder import decode_planes
+    lid = layer["layer_id"]
+    index, header = _layer_headers(manifest_dir, stream)[lid]
+    ref = decode_planes((manifest_dir / stream["file"]).read_bytes())[lid]
+    found = mismatch.analyse_planes(array, ref, header)
+    if found is None:
+        return
+    found = {"layer_id": lid, **found}
+    if mismatches is not None:
+        mismatches.append(found)
+    if diff_images is not None and array.shape == ref.shape:
+        from .. import pictures
+        paths = []
+        for p in [int(k) for k in found.get("per_picture", {})][:16]:
+            path = diff_images / (f"{stream['name']}_layer{index}_{pictures.safe_name(lid)}"
+                                  f"_picture{p}.png")
+            pictures.write_difference(path, ref[p], array[p])
+            paths.append(str(path))
+        found["diff_images"] = paths
+
+
 def check_output(path: Path, manifest_dir: Path, stream: dict,
-                 notes: list[str] | None = None) -> tuple[list[str], str]:
+                 notes: list[str] | None = None, mismatches: list[dict] | None = None,
+                 diff_images: Path | None = None) -> tuple[list[str], str]:
     """Tier 2: the decoder's tensors and faces against the reference; (failure reasons,
-    tier); notes on allowed differences go to ``notes``."""
+    tier); notes on allowed differences go to ``notes``, the analysis of each layer that
+    differs (refcodec.conformance.mismatch) to ``mismatches``, and its reference | decoded |
+    difference image to ``diff_images``."""
     if not path.is_file():
         return ["wrote no output file"], ""
     try:
@@ -580,13 +631,56 @@ def check_output(path: Path, manifest_dir: Path, stream: dict,
         if got is None:
             reasons.append(f"layer {lid}: {note}")
             continue
-        passed, detail = compare_tensor(got, reference_tensor(manifest_dir, stream, layer), layer)
+        ref = reference_tensor(manifest_dir, stream, layer)
+        passed, detail = compare_tensor(got, ref, layer)
         if passed:
             tiers.append(detail)
         else:
             reasons.append(f"layer {lid}: {detail}")
+            if mismatches is not None or diff_images is not None:
+                _explain(_explain_tensor, got, ref, manifest_dir, stream, layer, mismatches,
+                         diff_images)
     tier = "" if reasons else ("tolerance" if "tolerance" in tiers else "exact")
     return reasons, tier
+
+
+def _layer_headers(manifest_dir: Path, stream: dict) -> dict:
+    """{layer_id: (index, LayerHeader)} of a stream of the suite (read_headers)."""
+    from ..codec import read_headers
+    parsed = read_headers((manifest_dir / stream["file"]).read_bytes())
+    return {layer.header.layer_id: (layer.index, layer.header) for layer in parsed.layers}
+
+
+def _explain_tensor(got, ref, manifest_dir, stream, layer, mismatches, diff_images) -> None:
+    """The mismatch record of a layer whose tensor differs, and its difference image."""
+    from . import mismatch
+    lid = layer["layer_id"]
+    index, header = _layer_headers(manifest_dir, stream)[lid]
+    found = mismatch.analyse_tensor(got, ref, header)
+    if found is None:
+        return
+    found = {"layer_id": lid, **found}
+    if mismatches is not None:
+        mismatches.append(found)
+    if diff_images is not None:
+        shown = got
+        if got.shape != ref.shape and got.ndim == 4 and got.size == ref.size:
+            for axes in ((0, 3, 1, 2), (0, 2, 3, 1)):
+                if got.transpose(axes).shape == ref.shape:
+                    shown = got.transpose(axes)
+                    break
+        if shown.shape == ref.shape:
+            nchw = (lambda a: a.transpose(0, 3, 1, 2)) if layer["layout"] == "NHWC" else \
+                (lambda a: a)
+            n, c, h, w = nchw(ref).shape
+            maps = [np.asarray(nchw(a), dtype=np.float64).reshape(n * c, h, w)
+                    for a in (ref, shown)]
+            from .. import pictures
+            path = diff_images / f"{stream['name']}_layer{index}_"\
+                                 f"{pictures.safe_name(lid)}.png"
+            pictures.write_difference(path, pictures.mosaic(maps[0]),
+                                      pictures.mosaic(maps[1]))
+            found["diff_image"] = str(path)
 
 
 def _last_line(text: str) -> str:
@@ -595,8 +689,10 @@ def _last_line(text: str) -> str:
 
 
 def run_stream(stream: dict, manifest_dir: Path, decoder: Decoder, *, outputs: bool,
-               planes: bool) -> dict:
-    """Run the decoder on one stream of a manifest; the result record."""
+               planes: bool, diff_images: Path | None = None) -> dict:
+    """Run the decoder on one stream of a manifest; the result record (with the analysis
+    of what differs, ``mismatches``, when a valid stream fails; its difference images in
+    ``diff_images``)."""
     result = {"name": stream["name"], "valid": stream["valid"], "status": "FAIL",
               "tier": None, "reasons": []}
     path = manifest_dir / stream["file"]
@@ -622,15 +718,19 @@ def run_stream(stream: dict, manifest_dir: Path, decoder: Decoder, *, outputs: b
                 reasons.append(f"exit status {run.returncode} on a valid stream: "
                                f"{result['stderr']}")
             else:
-                notes = []
+                notes, mismatches = [], []
                 if out is not None:
-                    why, tier = check_output(out, manifest_dir, stream, notes)
+                    why, tier = check_output(out, manifest_dir, stream, notes, mismatches,
+                                             diff_images)
                     reasons += why
                     result["tier"] = tier or None
                 if pl is not None:
-                    reasons += check_planes(pl, stream, notes)
+                    reasons += check_planes(pl, stream, notes, mismatches, diff_images,
+                                            manifest_dir)
                 if notes:
                     result["notes"] = sorted(set(notes))
+                if mismatches:
+                    result["mismatches"] = mismatches
         else:
             result["refused"] = run.returncode != 0
             # only a decoder of face images refuses it: a decoder of planes may accept it
@@ -686,11 +786,13 @@ def _check_inside(manifest_path: Path, streams: Sequence[dict]) -> None:
 
 def run_suite(manifest_path: Path, decoder: Decoder, *, outputs: bool = True,
               planes: bool = False, streams: Sequence[str] = (), jobs: int = 1,
-              progress: Callable[[dict, int, int], None] | None = None) -> dict:
+              progress: Callable[[dict, int, int], None] | None = None,
+              diff_images: Path | None = None) -> dict:
     """Run ``decoder`` on every stream of a manifest (or those whose name matches one of
     the fnmatch patterns ``streams``); the results record (see conformance/README.md).
     ``progress(result, done, total)`` is called as each stream finishes (from the worker
-    thread)."""
+    thread).  ``diff_images``: an existing folder for the reference | decoded |
+    difference images of each failing valid stream."""
     manifest_path = Path(manifest_path)
     manifest = load_manifest(manifest_path)
     selected = [s for s in manifest["streams"]
@@ -708,7 +810,7 @@ def run_suite(manifest_path: Path, decoder: Decoder, *, outputs: bool = True,
             return {"name": stream["name"], "valid": stream["valid"], "status": "FAIL",
                     "tier": None, "reasons": ["interrupted"]}
         result = run_stream(stream, manifest_path.parent, decoder, outputs=outputs,
-                            planes=planes)
+                            planes=planes, diff_images=diff_images)
         if progress:
             with lock:
                 done[0] += 1
@@ -772,6 +874,10 @@ def format_results(results: dict, decoder_name: str) -> str:
                 detail += " (clause not in the message)"
         else:
             detail = "; ".join(r["reasons"])
+            if r.get("mismatches"):
+                from .mismatch import summary
+                detail += "; " + "; ".join(summary(m["layer_id"], m)
+                                           for m in r["mismatches"])
         rows.append((printable(r["name"]), "yes" if r["valid"] else "no", r["status"],
                      printable(detail)))
     widths = [max(len(row[i]) for row in rows) for i in range(3)]

@@ -18,8 +18,13 @@ Image set (``image_set``)
         crop70-br-flip  bottom-right crop of 70% x 70%, mirrored left-right
         crop50        centre crop of 50% x 50%
 
+    followed by 41 more (``images._more_variants``: the whole photograph mirrored; crops of
+    80, 70, 60 and 50 % at the four corners and the centre, plain and mirrored, those not
+    already listed; the whole photograph scaled down to 50 % and 35 % of its sides, plain
+    and mirrored), 46 variants in all.
     Input k (0-based) is variant k // 18 of photograph k % 18: the default N = 36 is every
-    photograph whole and centre-cropped-flipped; N <= 90.
+    photograph whole and centre-cropped-flipped; N <= 828.  Other inputs: a folder, a list
+    file or arrays (``sources``).
     ``detection_image_set`` (for the text detector): the two photographs with text
     (``text``, ``page``), each in six variants: whole, left 60%, right 60%, top 70%,
     bottom 70%, centre 70% x 70%, and four photographs without text (chelsea, coffee,
@@ -54,41 +59,73 @@ Measures, per network, split point, configuration and QP (``refcodec.metrics``, 
   inputs;
 * encode and decode time per input (one thread).
 
-Jobs are (network, input, split, configuration, QP); they run in worker processes with one
-torch thread each, and the results depend on the job only, not on the worker count.
+* continuous fidelity per input: softmax KL and logit MSE (classification), F_image of
+  Eq. 4 (detection); bootstrap intervals of every point and paired bootstrap intervals of
+  the BD-rates (``stats``).
 
-Modules: ``images`` (the inputs), ``configs`` (QPs, configurations), ``jobs`` (one job, the
-worker pool), ``summary`` (aggregation, BD-rates, Fig. 5), ``driver`` (EvalOptions,
-evaluate), ``report`` (CSV, JSON, Markdown, plots); this package re-exports their public
-names.
+The retrieval references of a point are the pristine embeddings of the point's own inputs
+(the same values as the unsplit network's, for every split).
+
+Jobs are (network, input, split, configuration, QP); they run on Dask distributed (a
+LocalCluster, or an existing cluster) or in a plain loop, with one torch thread per
+worker, and the results depend on the job only, not on the engine or the worker count.
+Each finished job is written at once to the results store (``store``), which a killed run
+resumes from.
+
+Modules: ``images`` (the bundled inputs), ``sources`` (folders, list files, lazy loading),
+``configs`` (QPs, configurations), ``networks`` (built-in, any torch module, named
+architectures), ``jobs`` (the tasks of one job), ``engine`` (Dask or a loop, progress),
+``store`` (the results store), ``summary`` (aggregation, BD-rates, Fig. 5), ``stats``
+(bootstrap intervals), ``driver`` (EvalOptions, evaluate, result_from_store), ``report``
+(CSV, JSON, Markdown, plots); this package re-exports their public names.
+
+From Python, any torch module::
+
+    from refcodec.evaluation import evaluate
+    result = evaluate(model=my_model, split=["layer2", "layer3"], images="/data/val",
+                      qps=(22, 32, 42), workers=2, store="out/my.sqlite")
 """
 
 from .configs import BASELINE, PRESET_CONFIGS, QPS, encoder_config, parse_config
-from .driver import EvalOptions, evaluate
+from .driver import EvalOptions, build_result, evaluate, plan, result_from_store
+from .engine import ENGINES, Progress, connect
 from .images import (CORE_PHOTOS, DETECTION_NEGATIVE_PHOTOS, DETECTION_TEXT_PHOTOS,
                      TEXT_VARIANTS, VARIANTS, EvalImage, apply_variant, detection_image_set,
-                     image_set, images_for, load_photo)
-from .jobs import Job, reference_embeddings, run_job
+                     detection_set_specs, image_set, image_set_specs, images_for, load_photo)
+from .jobs import Failed, Job, Skipped, classification_measures, reference_embeddings, run_job
+from .networks import (ARCHITECTURES, NetworkSpec, fx_split, load_architecture, named_network,
+                       user_network)
 from .report import (NETWORK_TITLES, SUMMARY_COLUMNS, bd_table, detail_table, fig5_table,
-                     markdown_report, plot, render, table3, write_csv, write_reports)
+                     markdown_report, plot, render, render_store, table3, write_csv,
+                     write_reports)
+from .sources import (EvaluationError, ImageRef, ImageUnreadable, folder_images, list_images,
+                      load_image, resolve_images)
+from .stats import bd_rate_intervals, point_statistics
+from .store import ResultStore, job_key
 from .summary import (FIDELITIES, aggregate, bd_rates, fig5, jpeg_size, network_input_image,
                       retrieval_fidelity_of)
 
 __all__ = [
-    # images
+    # images and sources
     "CORE_PHOTOS", "VARIANTS", "TEXT_VARIANTS", "DETECTION_TEXT_PHOTOS",
     "DETECTION_NEGATIVE_PHOTOS", "EvalImage", "load_photo", "apply_variant", "image_set",
-    "detection_image_set", "images_for",
+    "detection_image_set", "images_for", "image_set_specs", "detection_set_specs",
+    "ImageRef", "ImageUnreadable", "EvaluationError", "folder_images", "list_images",
+    "load_image", "resolve_images",
     # configs
     "QPS", "BASELINE", "PRESET_CONFIGS", "parse_config", "encoder_config",
-    # jobs
-    "Job", "run_job", "reference_embeddings",
-    # summary
+    # networks
+    "ARCHITECTURES", "NetworkSpec", "fx_split", "load_architecture", "named_network",
+    "user_network",
+    # jobs, engine, store
+    "Job", "Skipped", "Failed", "run_job", "reference_embeddings", "classification_measures",
+    "ENGINES", "Progress", "connect", "ResultStore", "job_key",
+    # summary and statistics
     "retrieval_fidelity_of", "aggregate", "FIDELITIES", "bd_rates", "jpeg_size",
-    "network_input_image", "fig5",
+    "network_input_image", "fig5", "point_statistics", "bd_rate_intervals",
     # driver
-    "EvalOptions", "evaluate",
+    "EvalOptions", "evaluate", "plan", "build_result", "result_from_store",
     # report
     "SUMMARY_COLUMNS", "NETWORK_TITLES", "write_csv", "table3", "detail_table", "bd_table",
-    "fig5_table", "plot", "write_reports", "render", "markdown_report",
+    "fig5_table", "plot", "write_reports", "render", "render_store", "markdown_report",
 ]

@@ -15,8 +15,17 @@ from .summary import FIDELITIES, bd_rates
 SUMMARY_COLUMNS = ["network", "split", "config", "qp", "images", "elements_per_image",
                    "bytes_per_image", "compression_rate", "coded_fraction",
                    "bits_per_element", "classification_fidelity", "top5_agreement",
-                   "retrieval_fidelity", "detection_fidelity", "encode_s_per_image",
-                   "decode_s_per_image"]
+                   "retrieval_fidelity", "detection_fidelity", "softmax_kl", "logit_mse",
+                   "encode_s_per_image", "decode_s_per_image"]
+#: columns of statistics.csv (per point, with bootstrap intervals)
+STAT_MEASURES = ["top1", "top5_agreement", "softmax_kl", "logit_mse", "retrieval",
+                 "detection", "output_mse"]
+STAT_COLUMNS = ["network", "split", "config", "qp", "images", "bits_per_element",
+                "bits_per_element_lo", "bits_per_element_hi"] + [
+    f"{m}{x}" for m in STAT_MEASURES for x in ("", "_lo", "_hi")] + [
+    "accuracy_pristine", "accuracy_reconstructed"]
+BD_CI_COLUMNS = ["network", "split", "config", "anchor", "task", "images", "bd_rate_percent",
+                 "ci_lo", "ci_hi", "bootstrap", "bootstrap_failed", "note"]
 NETWORK_TITLES = {"mobilenet_v2": "MobileNetV2", "craft": "CRAFT (VGG16-BN)"}
 
 
@@ -120,6 +129,8 @@ def plot(result: dict, out_dir) -> list[str]:
     for network in dict.fromkeys(s["network"] for s in summary):
         rows = [s for s in summary if s["network"] == network]
         tasks = [t for t, k in FIDELITIES.items() if rows[0][k] is not None]
+        if not tasks:
+            continue
         fig, axes = plt.subplots(1, len(tasks), figsize=(6.2 * len(tasks), 4.6), squeeze=False)
         for ax, task in zip(axes[0], tasks):
             key = FIDELITIES[task]
@@ -209,9 +220,136 @@ def write_reports(result: dict, out_dir, command: str = "") -> list[str]:
     with open(out / "results.json", "w") as fh:
         json.dump(result, fh, indent=1, default=_json_default)
         fh.write("\n")
-    pngs = plot(result, out)
+    files = ["summary.csv", "jobs.csv", "results.json"]
+    if result.get("statistics"):
+        write_csv(out / "statistics.csv", result["statistics"]["points"], STAT_COLUMNS)
+        write_csv(out / "bd_rates_ci.csv", result["statistics"]["bd_rates"], BD_CI_COLUMNS)
+        files += ["statistics.csv", "bd_rates_ci.csv"]
+    pngs = plot(result, out) + plot_intervals(result, out)
     (out / "README.md").write_text(markdown_report(result, command, pngs))
-    return ["summary.csv", "jobs.csv", "results.json", "README.md", *pngs]
+    return [*files, "README.md", *pngs]
+
+
+def render_store(store_path, out_dir, **kwargs) -> list[str]:
+    """The reports of everything a results store holds (a finished, partial or killed
+    run), written into out_dir; nothing is run."""
+    from .driver import result_from_store
+    return write_reports(result_from_store(store_path, **kwargs), out_dir)
+
+
+def _ci(s: dict, m: str, digits: int = 3) -> str:
+    v = s.get(m)
+    if v is None:
+        return "-"
+    lo, hi = s.get(f"{m}_lo"), s.get(f"{m}_hi")
+    if lo is None:
+        return f"{v:.{digits}f}"
+    return f"{v:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+
+
+def _sci(s: dict, m: str) -> str:
+    v = s.get(m)
+    if v is None:
+        return "-"
+    lo, hi = s.get(f"{m}_lo"), s.get(f"{m}_hi")
+    return f"{v:.3g}" + ("" if lo is None else f" [{lo:.3g}, {hi:.3g}]")
+
+
+def statistics_table(points: Sequence[dict]) -> str:
+    """Per point: the mean of each per-image measure with its 95 % bootstrap interval."""
+    have = [m for m in STAT_MEASURES if any(p.get(m) is not None for p in points)]
+    acc = any(p.get("accuracy_pristine") is not None for p in points)
+    titles = {"top1": "top-1 unchanged", "top5_agreement": "top-5 agreement",
+              "softmax_kl": "softmax KL (nats)", "logit_mse": "logit MSE",
+              "retrieval": "retrieval (bubble)", "detection": "detection (Eq. 4)",
+              "output_mse": "output MSE"}
+    head = ["network", "split", "config", "QP", "inputs", "bits/elem."] + \
+        [titles[m] for m in have] + (["top-1 acc. pristine / coded"] if acc else [])
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * 3 + "---:|" * (len(head) - 3)]
+    for p in points:
+        cells = [p["network"], p["split"], p["config"], str(p["qp"]), str(p["images"]),
+                 f"{p['bits_per_element']:.3f}"]
+        for m in have:
+            cells.append(_sci(p, m) if m in ("softmax_kl", "logit_mse", "output_mse")
+                         else _ci(p, m))
+        if acc:
+            a, b = p.get("accuracy_pristine"), p.get("accuracy_reconstructed")
+            cells.append("-" if a is None else f"{a:.3f} / {b:.3f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def bd_ci_table(rows: Sequence[dict]) -> str:
+    lines = ["| network | split | configuration | task | inputs | BD-rate vs baseline | "
+             "95 % interval | resamples without a BD-rate | note |",
+             "|---|---|---|---|---:|---:|---|---:|---|"]
+    for r in rows:
+        v = "n/a" if r["bd_rate_percent"] is None else f"{r['bd_rate_percent']:+.1f} %"
+        ci = "-" if r["ci_lo"] is None else f"[{r['ci_lo']:+.1f} %, {r['ci_hi']:+.1f} %]"
+        lines.append(f"| {r['network']} | {r['split']} | {r['config']} | {r['task']} | "
+                     f"{r['images']} | {v} | {ci} | {r['bootstrap_failed']} of "
+                     f"{r['bootstrap']} | {r['note']} |")
+    return "\n".join(lines)
+
+
+def plot_intervals(result: dict, out_dir) -> list[str]:
+    """Per network: each task's fidelity and the softmax KL against bits per element, one
+    line per (split, configuration), 95 % bootstrap intervals as error bars (both axes)."""
+    stats = (result.get("statistics") or {}).get("points") or []
+    if not stats:
+        return []
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from pathlib import Path
+    out_dir = Path(out_dir)
+    files = []
+    panels_of = {"top1": "classification fidelity (top-1 unchanged)",
+                 "retrieval": "retrieval fidelity (bubble index)",
+                 "detection": "detection fidelity (Eq. 4)",
+                 "softmax_kl": "softmax KL (nats, log scale)",
+                 "output_mse": "output MSE (log scale)"}
+    for network in dict.fromkeys(p["network"] for p in stats):
+        pts = [p for p in stats if p["network"] == network]
+        panels = [m for m in panels_of if any(p.get(m) is not None for p in pts)]
+        if not panels:
+            continue
+        fig, axes = plt.subplots(1, len(panels), figsize=(5.6 * len(panels), 4.4),
+                                 squeeze=False)
+        for ax, m in zip(axes[0], panels):
+            for (split, config) in dict.fromkeys((p["split"], p["config"]) for p in pts):
+                cur = sorted((p for p in pts if p["split"] == split and p["config"] == config
+                              and p.get(m) is not None), key=lambda p: p["bits_per_element"])
+                if not cur:
+                    continue
+                x = np.array([p["bits_per_element"] for p in cur])
+                y = np.array([p[m] for p in cur])
+                yerr = np.array([[p[m] - p.get(f"{m}_lo", p[m]) for p in cur],
+                                 [p.get(f"{m}_hi", p[m]) - p[m] for p in cur]])
+                xerr = np.array([[p["bits_per_element"] - p.get("bits_per_element_lo",
+                                                                p["bits_per_element"])
+                                  for p in cur],
+                                 [p.get("bits_per_element_hi", p["bits_per_element"]) -
+                                  p["bits_per_element"] for p in cur]])
+                ax.errorbar(x, y, yerr=np.maximum(yerr, 0), xerr=np.maximum(xerr, 0),
+                            marker="o", ms=3, capsize=3,
+                            ls="-" if config == BASELINE else "--",
+                            label=f"{split} {config}")
+            ax.set_xscale("log")
+            if m in ("softmax_kl", "output_mse"):
+                ax.set_yscale("log")
+            ax.set_xlabel("bits per element (log scale)")
+            ax.set_ylabel(panels_of[m])
+            ax.set_title(f"{NETWORK_TITLES.get(network, network)}: {panels_of[m].split(' (')[0]}"
+                         f" ({max(p['images'] for p in pts)} inputs)", fontsize=9)
+            ax.grid(True, which="both", alpha=0.3)
+            ax.legend(fontsize=7)
+        fig.tight_layout()
+        name = f"intervals_{network}.png"
+        fig.savefig(out_dir / name, dpi=100)
+        plt.close(fig)
+        files.append(name)
+    return files
 
 
 def render(results_json, out_dir) -> list[str]:
@@ -238,9 +376,9 @@ def markdown_report(result: dict, command: str, pngs: Sequence[str] = ()) -> str
         "# VFC evaluation on real networks (AVS VFC test conditions)",
         "",
         f"Command: `{command}`  ",
-        f"Wall time: {m['wall_time_s']:.0f} s with {m['workers']} worker processes "
-        f"({m['jobs']} jobs; {m['cpu_count']} CPUs; Python {m['python']}, torch "
-        f"{m['torch']}).  ",
+        f"Wall time: {_wall(m)} with {m.get('workers')} worker processes "
+        f"({m['jobs']} jobs{_partial(m)}; {m['cpu_count']} CPUs; Python {m['python']}, "
+        f"torch {m['torch']}).  ",
         "Every number below comes from that run (`results.json`, `summary.csv`, "
         "`jobs.csv`); the definitions are in `refcodec/evaluation/` and spec Annex C.",
         "",
@@ -253,7 +391,7 @@ def markdown_report(result: dict, command: str, pngs: Sequence[str] = ()) -> str
     lines += [
         "- Inputs: real photographs of `skimage.data` (scikit-image), expanded by "
         "deterministic crops and flips (see `refcodec/evaluation/`): "
-        + ", ".join(f"{n}: " + ", ".join(m["images"][n]) for n in m["images"]) + ".",
+        + ", ".join(f"{n}: " + _image_list(m["images"][n]) for n in m["images"]) + ".",
         "- No ground truth is used: every fidelity compares the network's output from the "
         "reconstructed feature with its output from the pristine feature.",
         f"- QPs {', '.join(map(str, m['qps']))}; configurations: " + "; ".join(
@@ -307,6 +445,52 @@ def markdown_report(result: dict, command: str, pngs: Sequence[str] = ()) -> str
         fig5_table(result["fig5"]),
         "",
     ]
+    st = result.get("statistics")
+    if st:
+        lines += [
+            "## Per-image measures with 95 % bootstrap intervals",
+            "",
+            f"Means over the inputs; [lo, hi] = percentile interval of {m.get('bootstrap')} "
+            f"bootstrap resamples of the inputs (seed {m.get('seed')}, the same resamples for "
+            "every point of a split). Softmax KL = KL(pristine || reconstructed) of the "
+            "class probabilities; logit MSE = mean squared logit difference.",
+            "",
+            statistics_table(st["points"]),
+            "",
+            "## BD-rate with paired bootstrap intervals",
+            "",
+            "Both curves recomputed on each resample of the inputs common to them (rates "
+            "and fidelities), BD-rate as above; the interval is over the resamples where "
+            "a BD-rate exists.",
+            "",
+            bd_ci_table(st["bd_rates"]),
+            "",
+        ]
+    if result.get("skipped"):
+        lines += ["## Skipped inputs", "", "| network | input | reason |", "|---|---|---|"] + [
+            f"| {s['network']} | {s['image']} | {s['reason']} |" for s in result["skipped"]
+        ] + [""]
+    if result.get("failed"):
+        lines += ["## Jobs refused by the encoder", "", "| job | reason |", "|---|---|"] + [
+            f"| {f['job']} | {f['reason']} |" for f in result["failed"]] + [""]
     if pngs:
         lines += ["## Plots", ""] + [f"![{p}]({p})" for p in pngs] + [""]
     return "\n".join(lines)
+
+
+def _wall(m: dict) -> str:
+    w = m.get("wall_time_s")
+    return "-" if w is None else f"{w:.0f} s"
+
+
+def _partial(m: dict) -> str:
+    planned = m.get("planned")
+    if planned and planned != m["jobs"]:
+        return f" of {planned} planned: a partial run"
+    return ""
+
+
+def _image_list(keys: Sequence[str], limit: int = 40) -> str:
+    if len(keys) <= limit:
+        return ", ".join(keys)
+    return f"{len(keys)} inputs ({', '.join(keys[:6])}, ..., {', '.join(keys[-2:])})"

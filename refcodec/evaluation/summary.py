@@ -3,16 +3,14 @@ BD-rates against the baseline, the Fig. 5 comparison with the input image."""
 
 from __future__ import annotations
 
-import io
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
 from .. import metrics
 from .configs import BASELINE
-from .images import images_for
-from .jobs import _network
+from .jobs import input_image, jpeg_size  # noqa: F401 (re-exported)
 
 
 def retrieval_fidelity_of(queries_pristine, queries_reconstructed, references) -> float:
@@ -51,22 +49,32 @@ def aggregate(rows: Sequence[dict], references: np.ndarray | None) -> list[dict]
              "encode_s_per_image": float(np.mean([r["encode_s"] for r in rs])),
              "decode_s_per_image": float(np.mean([r["decode_s"] for r in rs])),
              "classification_fidelity": None, "top5_agreement": None,
-             "retrieval_fidelity": None, "detection_fidelity": None}
+             "retrieval_fidelity": None, "detection_fidelity": None,
+             "softmax_kl": None, "logit_mse": None}
         if "top1_pristine" in rs[0]:
             s["classification_fidelity"] = metrics.classification_fidelity(
                 np.array([r["top1_pristine"] for r in rs]),
                 np.array([r["top1_reconstructed"] for r in rs]))
             s["top5_agreement"] = float(np.mean([r["top5_agreement"] for r in rs]))
-            if references is not None and len(rs) == len(references) and len(rs) >= 2:
+            refs = references
+            if refs is None and "embedding_pristine" in rs[0]:
+                refs = np.stack([r["embedding_pristine"] for r in rs])   # the point's inputs
+            if refs is not None and len(rs) == len(refs) and len(rs) >= 2 and \
+                    "embedding_pristine" in rs[0]:
                 s["retrieval_fidelity"] = retrieval_fidelity_of(
                     np.stack([r["embedding_pristine"] for r in rs]),
-                    np.stack([r["embedding_reconstructed"] for r in rs]), references)
+                    np.stack([r["embedding_reconstructed"] for r in rs]), refs)
+            if "softmax_kl" in rs[0]:
+                s["softmax_kl"] = float(np.mean([r["softmax_kl"] for r in rs]))
+                s["logit_mse"] = float(np.mean([r["logit_mse"] for r in rs]))
         if "detection_fidelity_image" in rs[0]:
             s["detection_fidelity"] = float(np.mean([r["detection_fidelity_image"]
                                                      for r in rs]))
             s["inputs_with_pristine_detections"] = sum(r["detections_pristine"] > 0
                                                        for r in rs)
             s["pristine_detections"] = sum(r["detections_pristine"] for r in rs)
+        if "output_mse" in rs[0]:
+            s["output_mse"] = float(np.mean([r["output_mse"] for r in rs]))
         out.append(s)
     order = {c: i for i, c in enumerate(dict.fromkeys(r["config"] for r in rows))}
     split_order = {}
@@ -116,47 +124,27 @@ def _clean_note(text: str) -> str:
     return re.sub(r"\d+\.\d{5,}", lambda m: f"{float(m.group()):.4g}", text)
 
 
-def jpeg_size(image_uint8: np.ndarray, quality: int = 75) -> int:
-    """Bytes of the image coded by Pillow's JPEG encoder (libjpeg; baseline, 4:2:0 chroma
-    subsampling, Pillow's default quantization tables scaled to ``quality``)."""
-    from PIL import Image
-    buf = io.BytesIO()
-    Image.fromarray(image_uint8).save(buf, format="JPEG", quality=quality)
-    return buf.tell()
-
-
 def network_input_image(network: str, x) -> np.ndarray:
     """The network input (after resizing / cropping) as H x W x 3 uint8 RGB."""
-    from ..models import IMAGENET_MEAN, IMAGENET_STD
-    scale = 255.0 if network == "craft" else 1.0
-    mean = np.array(IMAGENET_MEAN).reshape(3, 1, 1) * scale
-    std = np.array(IMAGENET_STD).reshape(3, 1, 1) * scale
-    v = x[0].double().numpy() * std + mean
-    if network != "craft":
-        v = v * 255.0
-    return np.clip(np.rint(v), 0, 255).astype(np.uint8).transpose(1, 2, 0)
+    return input_image("craft" if network == "craft" else "imagenet", x)
 
 
-def fig5(summary: Sequence[dict], networks: Iterable[str], n_by_net: dict,
-         config: str = BASELINE, qp: int = 22) -> list[dict]:
+def fig5(rows: Sequence[dict], config: str = BASELINE, qp: int = 22) -> list[dict]:
     """Coded feature size at QP 22 relative to the network input image, raw (H x W x 3
-    bytes) and coded as JPEG at quality 75 (Pillow), both summed over the inputs."""
+    bytes) and coded as JPEG at quality 75 (Pillow), both summed over the inputs of the
+    point (each job row carries its input's sizes, ``jobs.pristine``)."""
+    groups = defaultdict(list)
+    for r in rows:
+        if r["config"] == config and r["qp"] == qp and r.get("input_raw_bytes"):
+            groups[(r["network"], r["split"])].append(r)
     out = []
-    for network in networks:
-        net = _network(network)
-        ims = images_for(network, n_by_net[network])
-        raw = jpg = 0
-        for im in ims:
-            u8 = network_input_image(network, net.preprocess(im.image))
-            raw += u8.size
-            jpg += jpeg_size(u8)
-        for s in summary:
-            if s["network"] == network and s["config"] == config and s["qp"] == qp:
-                fb = s["bytes_per_image"] * s["images"]
-                out.append({"network": network, "split": s["split"], "qp": qp,
-                            "feature_bytes_per_image": fb / len(ims),
-                            "input_raw_bytes_per_image": raw / len(ims),
-                            "input_jpeg75_bytes_per_image": jpg / len(ims),
-                            "relative_to_raw_input": fb / raw,
-                            "relative_to_jpeg75": fb / jpg})
+    for (network, split), rs in groups.items():
+        n = len(rs)
+        fb = sum(r["bytes"] for r in rs)
+        raw = sum(r["input_raw_bytes"] for r in rs)
+        jpg = sum(r["input_jpeg75_bytes"] for r in rs)
+        out.append({"network": network, "split": split, "qp": qp,
+                    "feature_bytes_per_image": fb / n, "input_raw_bytes_per_image": raw / n,
+                    "input_jpeg75_bytes_per_image": jpg / n,
+                    "relative_to_raw_input": fb / raw, "relative_to_jpeg75": fb / jpg})
     return out

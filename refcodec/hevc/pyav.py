@@ -45,12 +45,29 @@ def x265_params(qp: int, lossless: bool, extra: str = "") -> str:
     return ":".join(params)
 
 
+#: Presets whose residual quadtree is 4 levels deep (tu-intra-depth / tu-inter-depth 4).
+DEEP_TU_PRESETS = ("placebo",)
+
+
+def small_picture_params(preset: str, height: int, width: int) -> str:
+    """libx265 options a preset needs for small pictures: libx265 lowers the CTU to 16x16
+    when a side is below 32 samples, and a 16x16 CTU allows at most 3 levels of residual
+    quadtree (log2(16) - log2(4) + 1); placebo asks for 4, and libx265 then refused to open
+    ("QuadtreeTUMaxDepthInter must be less than or equal to ..."), so the depth is capped
+    at 3 there.  Empty for every other case (their streams are unchanged)."""
+    if preset in DEEP_TU_PRESETS and min(height, width) < 32:
+        return "tu-intra-depth=3:tu-inter-depth=3"
+    return ""
+
+
 def encode_access_units(pictures: np.ndarray, bit_depth: int, qp: int, lossless: bool,
                         preset: str, extra: str = "") -> list[bytes]:
     """Bare libx265: one Annex-B access unit per picture, as libx265 writes them."""
     if pictures.ndim != 3:
         raise ValueError("pictures shall be (P, H, W)")
     count, height, width = pictures.shape
+    small = small_picture_params(preset, height, width)
+    extra = ":".join(p for p in (small, extra) if p)
     fmt = PIX_FMT[bit_depth]
     dtype = np.uint8 if bit_depth == 8 else np.uint16
     try:
@@ -227,6 +244,11 @@ class PyAVBackend:
         if any(c in x265_params for c in "\n\r\0"):
             raise ValueError("x265_params shall be one line of name=value:name=value")
         self.x265_params = x265_params
+
+    def with_x265_params(self, extra: str) -> "PyAVBackend":
+        """This backend with ``extra`` libx265 options after its own (a layer's
+        EncoderConfig.x265_params)."""
+        return PyAVBackend(":".join(p for p in (self.x265_params, extra) if p))
 
     def encode_pictures(self, pictures: np.ndarray, bit_depth: int, qp: int, lossless: bool,
                         preset: str = "medium") -> tuple[bytes, list[bytes]]:

@@ -11,9 +11,9 @@ All integers are unsigned big-endian; ``f32`` is IEEE 754 binary32, big-endian.
 
 from __future__ import annotations
 
-from construct import (Array, BitsInteger, BitStruct, Bytes, Const, Flag, Float32b, GreedyBytes,
-                       If, Int8ub, Int16sb, Int16ub, Int32ub, Rebuild, Struct, Switch, len_,
-                       this)
+from construct import (Array, BitsInteger, BitStruct, Bytes, Const, Flag, Float16b, Float32b,
+                       GreedyBytes, If, Int8ub, Int16sb, Int16ub, Int32ub, Rebuild, Struct,
+                       Switch, len_, this)
 
 class Expr:
     """A construct count/condition given as a function, with the text the spec tables show."""
@@ -35,8 +35,12 @@ class Expr:
 VERSION_MAJOR = 1
 VERSION_MINOR = 2
 #: The version_minor the encoder writes: the lowest whose syntax the stream uses (1.0
-#: without faces, 1.1 with them), so that every decoder that can read it does.
+#: without faces, 1.1 with them, 1.2 with the syntax of 1.2: a layer_header_ext unit or
+#: packing_type 2), so that every decoder that can read it does.
 FACE_VERSION_MINOR = 1
+FORMAT12_VERSION_MINOR = 2
+#: unit_type of a layer header with layer_header_ext() (enums.UnitType.LAYER_HEADER_EXT).
+LAYER_HEADER_EXT_UNIT = 5
 
 #: The eight bytes every VFC bitstream starts with (clause 8.1.1).  Like PNG's signature:
 #: a non-ASCII first byte, the letters, CR LF, SUB and LF so that text-mode transfers are caught.
@@ -77,13 +81,74 @@ layer_flags = BitStruct(
     "reserved_zero_6bits" / BitsInteger(6) * "8.3.12",
 )
 
+
+def _root(ctx):
+    """The context of layer_header() from the context of any structure inside it."""
+    while "_" in ctx and ctx._ is not None and "num_channels" not in ctx:
+        ctx = ctx._
+    return ctx
+
+
+def _unit_type(ctx) -> int:
+    """The unit_type of the unit whose payload is being parsed or built: passed by the
+    reader and writer as ``unit_type=`` (clause 7.3: layer_header() depends on it).  A
+    field rebuilt from parsed fields without it (base.field_offset) has it implied by
+    whether layer_header_ext is among them."""
+    root = _root(ctx)
+    params = root.get("_params") or {}
+    if "unit_type" in params:
+        return params["unit_type"]
+    return LAYER_HEADER_EXT_UNIT if root.get("layer_header_ext") is not None else 1
+
+
+def _ext_value(name: str):
+    def value(ctx) -> int:
+        ext = _root(ctx).get("layer_header_ext")
+        return 0 if ext is None else ext[name]
+    return value
+
+
+#: ParamFormat and PermutationCoding (clause 8.3.14): param_format and permutation_coding
+#: when layer_header_ext() is present, else 0.
+PARAM_FORMAT = Expr(_ext_value("param_format"), "ParamFormat")
+PERMUTATION_CODING = Expr(_ext_value("permutation_coding"), "PermutationCoding")
+
+
+def perm_bits(num_channels: int) -> int:
+    """PermBits (clause 8.3.14): bits of one compact channel_permutation entry,
+    Ceil(Log2(num_channels)), and 1 when num_channels is 1."""
+    return max(1, (num_channels - 1).bit_length())
+
+
+def perm_pad_bits(num_channels: int) -> int:
+    """PermPadBits (clause 8.3.14): the zero bits that end compact_permutation() on a byte
+    boundary."""
+    return -(num_channels * perm_bits(num_channels)) % 8
+
+
+layer_header_ext = Struct(
+    "param_format" / Int8ub * "8.3.15",
+    "permutation_coding" / Int8ub * "8.3.16",
+)
+
 minmax_params = Struct(
-    "min_value" / Float32b * "8.3.7",
-    "max_value" / Float32b * "8.3.7",
+    "min_value" / Switch(PARAM_FORMAT, {0: Float32b, 1: Float16b}) * "8.3.7",
+    "max_value" / Switch(PARAM_FORMAT, {0: Float32b, 1: Float16b}) * "8.3.7",
 )
 
 offset_params = Struct(
-    "offset_value" / Float32b * "8.3.7",
+    "offset_value" / Switch(PARAM_FORMAT, {0: Float32b, 1: Float16b}) * "8.3.7",
+)
+
+compact_permutation = BitStruct(
+    "channel_permutation_entry" / Array(
+        Expr(lambda ctx: _root(ctx).num_channels, "num_channels"),
+        BitsInteger(Expr(lambda ctx: perm_bits(_root(ctx).num_channels), "PermBits")),
+    ) * "8.3.16",
+    "permutation_alignment_zero_bits" / If(
+        Expr(lambda ctx: perm_pad_bits(_root(ctx).num_channels) > 0, "PermPadBits > 0"),
+        BitsInteger(Expr(lambda ctx: perm_pad_bits(_root(ctx).num_channels),
+                         "PermPadBits"))) * "8.3.16",
 )
 
 tile_grid = Struct(
@@ -103,25 +168,38 @@ layer_header = Struct(
     "sample_bit_depth" / Int8ub * "8.3.5",
     "quantizer_type" / Int8ub * "8.3.6",
     "layer_flags" / layer_flags,
+    "layer_header_ext" / If(Expr(lambda ctx: _unit_type(ctx) == LAYER_HEADER_EXT_UNIT,
+                                 "unit_type == 5"), layer_header_ext),
     "quant_params" / Array(
         Expr(lambda ctx: ctx.num_channels if ctx.layer_flags.per_channel_quant_flag else 1,
              "per_channel_quant_flag ? num_channels : 1"),
         Switch(this.quantizer_type, {0: minmax_params, 1: minmax_params, 2: offset_params}),
     ) * "8.3.7",
-    "channel_permutation" / If(this.layer_flags.channel_permutation_flag,
-                               Array(this.num_channels, Int32ub)) * "8.3.8",
+    "channel_permutation" / If(
+        Expr(lambda ctx: ctx.layer_flags.channel_permutation_flag
+             and PERMUTATION_CODING(ctx) == 0,
+             "channel_permutation_flag && PermutationCoding == 0"),
+        Array(this.num_channels, Int32ub)) * "8.3.8",
+    "compact_permutation" / If(
+        Expr(lambda ctx: ctx.layer_flags.channel_permutation_flag
+             and PERMUTATION_CODING(ctx) == 1,
+             "channel_permutation_flag && PermutationCoding == 1"),
+        compact_permutation) * "8.3.16",
     "packing_type" / Int8ub * "8.3.9",
-    "tile_grid" / If(this.packing_type == 1, tile_grid),
+    "tile_grid" / If(Expr(lambda ctx: ctx.packing_type in (1, 2),
+                          "packing_type == 1 || packing_type == 2"), tile_grid),
     "pad_mode" / Int8ub * "8.3.10",
     "pad_bottom" / Int8ub * "8.3.10",
     "pad_right" / Int8ub * "8.3.10",
     "payload_codec" / Int8ub * "8.3.11",
 )
-#: Size of layer_header() up to and including quantizer_type and layer_flags: the part that
-#: can be checked against the level limits before any array is read.
+#: Size of layer_header() up to and including quantizer_type and layer_flags (and
+#: layer_header_ext() when present): the part that can be checked against the level
+#: limits before any array is read.
 LAYER_HEADER_FIXED_FIELDS = ("len_layer_id", "layer_id", "source_layout", "source_dtype",
                              "batch_size", "num_channels", "height", "width",
-                             "sample_bit_depth", "quantizer_type", "layer_flags")
+                             "sample_bit_depth", "quantizer_type", "layer_flags",
+                             "layer_header_ext")
 
 layer_data = Struct(
     "sample_md5" / Bytes(16) * "8.4.1",
@@ -167,8 +245,10 @@ STRUCTURES = {
     "unit_flags": unit_flags,
     "layer_header": layer_header,
     "layer_flags": layer_flags,
+    "layer_header_ext": layer_header_ext,
     "minmax_params": minmax_params,
     "offset_params": offset_params,
+    "compact_permutation": compact_permutation,
     "tile_grid": tile_grid,
     "layer_data": layer_data,
     "face_base": face_base,

@@ -1,0 +1,209 @@
+"""Statistics of an evaluation: per-image measures, bootstrap confidence intervals, and
+BD-rates with paired bootstrap confidence intervals.
+
+Per-image measures (one value per input at one point = network, split, configuration,
+QP): ``top1`` (1 when the top-1 class is unchanged), ``top5_agreement``, ``softmax_kl``,
+``logit_mse``, ``retrieval`` (the query's bubble index: the input is a query against the
+other inputs of the point, whose pristine embeddings are the references, as
+``summary.retrieval_fidelity_of``), ``detection`` (F_image, Eq. 4), ``output_mse``.  A
+point's value is their mean, so a fidelity is the mean of a per-image measure and can be
+resampled by images.
+
+Bootstrap (percentile method): ``B`` resamples of the inputs, drawn with replacement with
+``numpy.random.default_rng(seed)``, the same resamples (index vectors into the inputs in
+image-index order) for every point of one (network, split): the intervals of two points of
+a split, and of the two curves of a BD-rate, are paired.  The interval is the 2.5 and 97.5
+percentiles of the B resampled means (``level`` 0.95).  For retrieval the queries are
+resampled, the references stay fixed.
+
+BD-rate interval: for each resample, the rate of each point (bits per element: 8 x the
+resampled stream bytes over the resampled elements) and its fidelity are recomputed on
+the resampled inputs, for the anchor's and the test's curves alike, and the BD-rate of
+those curves (PCHIP, plateaus reduced to their lowest rate, as ``summary.bd_rates``) is
+computed; resamples where it cannot be (a curve that falls, ranges that do not overlap)
+are counted (``bootstrap_failed``) and left out.  Only inputs present at every point of
+both curves enter (``images``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from collections.abc import Sequence
+
+import numpy as np
+
+from .. import metrics
+from .configs import BASELINE
+
+#: measure -> (task, row key or None when derived); the tasks' per-image measures
+MEASURES = {
+    "top1": "classification", "top5_agreement": "classification",
+    "softmax_kl": "classification", "logit_mse": "classification",
+    "retrieval": "retrieval", "detection": "detection", "output_mse": "output",
+}
+#: task -> the per-image measure whose mean is the task's fidelity
+FIDELITY_MEASURE = {"classification": "top1", "retrieval": "retrieval",
+                    "detection": "detection"}
+DEFAULT_BOOTSTRAP = 1000
+DEFAULT_SEED = 0
+
+
+def _per_image(rows: Sequence[dict]) -> dict[str, np.ndarray]:
+    """Arrays of one point's per-image measures (rows sorted by image index)."""
+    out = {}
+    r0 = rows[0]
+    if "top1_pristine" in r0:
+        out["top1"] = np.array([float(r["top1_pristine"] == r["top1_reconstructed"])
+                                for r in rows])
+        out["top5_agreement"] = np.array([r["top5_agreement"] for r in rows], float)
+        if "softmax_kl" in r0:
+            out["softmax_kl"] = np.array([r["softmax_kl"] for r in rows], float)
+            out["logit_mse"] = np.array([r["logit_mse"] for r in rows], float)
+        if "embedding_pristine" in r0 and len(rows) >= 2:
+            out["retrieval"] = query_bubble_indices(
+                np.stack([r["embedding_pristine"] for r in rows]),
+                np.stack([r["embedding_reconstructed"] for r in rows]))
+    if "detection_fidelity_image" in r0:
+        out["detection"] = np.array([r["detection_fidelity_image"] for r in rows], float)
+    if "output_mse" in r0:
+        out["output_mse"] = np.array([r["output_mse"] for r in rows], float)
+    return out
+
+
+def query_bubble_indices(pristine: np.ndarray, reconstructed: np.ndarray) -> np.ndarray:
+    """Bubble index of each query q: references j != q (the pristine embeddings), ranked
+    by cosine similarity to q's pristine and to q's reconstructed embedding."""
+    n = len(pristine)
+    p_rank, r_rank = [], []
+    for q in range(n):
+        others = np.array([j for j in range(n) if j != q])
+        refs = pristine[others]
+        p_rank.append(others[metrics.rank_references(pristine[q][None], refs)[0]])
+        r_rank.append(others[metrics.rank_references(reconstructed[q][None], refs)[0]])
+    return metrics.bubble_indices(np.stack(p_rank), np.stack(r_rank))
+
+
+def _seed_for(seed: int, network: str, split: str) -> int:
+    h = hashlib.sha256(f"{seed}|{network}|{split}".encode()).digest()
+    return int.from_bytes(h[:8], "little")
+
+
+def resamples(n: int, b: int, seed: int, network: str, split: str) -> np.ndarray:
+    """B x n index vectors (with replacement) for the inputs of one (network, split)."""
+    rng = np.random.default_rng(_seed_for(seed, network, split))
+    return rng.integers(0, n, size=(b, n))
+
+
+def _points(rows: Sequence[dict]) -> dict[tuple, list[dict]]:
+    pts = defaultdict(list)
+    for r in rows:
+        pts[(r["network"], r["split"], r["config"], r["qp"])].append(r)
+    for k in pts:
+        pts[k].sort(key=lambda r: (r["image_index"], r["image"]))
+    return pts
+
+
+def point_statistics(rows: Sequence[dict], *, bootstrap: int = DEFAULT_BOOTSTRAP,
+                     seed: int = DEFAULT_SEED, level: float = 0.95) -> list[dict]:
+    """Per point: images, bits per element, and for each measure its mean and bootstrap
+    interval (``<measure>``, ``<measure>_lo``, ``<measure>_hi``)."""
+    lo_q, hi_q = 100 * (1 - level) / 2, 100 * (1 + level) / 2
+    out = []
+    for (network, split, config, qp), rs in _points(rows).items():
+        vals = _per_image(rs)
+        n = len(rs)
+        idx = resamples(n, bootstrap, seed, network, split) if bootstrap else None
+        elements = np.array([r["elements"] for r in rs], float)
+        nbytes = np.array([r["bytes"] for r in rs], float)
+        s = {"network": network, "split": split, "config": config, "qp": qp, "images": n,
+             "bits_per_element": float(8 * nbytes.sum() / elements.sum())}
+        if idx is not None:
+            bpe = 8 * nbytes[idx].sum(axis=1) / elements[idx].sum(axis=1)
+            s["bits_per_element_lo"], s["bits_per_element_hi"] = (
+                float(v) for v in np.percentile(bpe, [lo_q, hi_q]))
+        labels = [r.get("label") for r in rs]
+        if "top1_pristine" in rs[0] and all(isinstance(v, int) for v in labels):
+            y = np.array(labels)
+            s["accuracy_pristine"] = float(np.mean([r["top1_pristine"] for r in rs] == y))
+            s["accuracy_reconstructed"] = float(np.mean(
+                [r["top1_reconstructed"] for r in rs] == y))
+        for m, v in vals.items():
+            s[m] = float(v.mean())
+            if idx is not None:
+                s[f"{m}_lo"], s[f"{m}_hi"] = (float(x) for x in
+                                              np.percentile(v[idx].mean(axis=1), [lo_q, hi_q]))
+        out.append(s)
+    return out
+
+
+def bd_rate_intervals(rows: Sequence[dict], anchor: str = BASELINE, *,
+                      bootstrap: int = DEFAULT_BOOTSTRAP, seed: int = DEFAULT_SEED,
+                      level: float = 0.95) -> list[dict]:
+    """BD-rate of every configuration against ``anchor`` per network, split and task, on
+    the inputs common to both curves, with its paired bootstrap interval (module doc)."""
+    lo_q, hi_q = 100 * (1 - level) / 2, 100 * (1 + level) / 2
+    pts = _points(rows)
+    curves = defaultdict(dict)              # (network, split, config) -> qp -> rows
+    for (network, split, config, qp), rs in pts.items():
+        curves[(network, split, config)][qp] = rs
+    out = []
+    for (network, split, config), test in curves.items():
+        if config == anchor or (network, split, anchor) not in curves:
+            continue
+        base = curves[(network, split, anchor)]
+        common = set.intersection(*[{r["image"] for r in rs}
+                                    for rs in list(base.values()) + list(test.values())])
+        if len(common) < 1:
+            continue
+
+        def aligned(curve, common=common):
+            qps = sorted(curve)
+            sel = [[r for r in curve[qp] if r["image"] in common] for qp in qps]
+            for s in sel:
+                s.sort(key=lambda r: (r["image_index"], r["image"]))
+            el = np.array([[r["elements"] for r in s] for s in sel], float)
+            nb = np.array([[r["bytes"] for r in s] for s in sel], float)
+            return el, nb, [_per_image(s) for s in sel]
+        a_el, a_nb, a_m = aligned(base)
+        t_el, t_nb, t_m = aligned(test)
+        n = len(common)
+        idx = resamples(n, bootstrap, seed, network, split) if bootstrap else \
+            np.zeros((0, n), int)
+        for task, measure in FIDELITY_MEASURE.items():
+            if measure not in a_m[0] or measure not in t_m[0]:
+                continue
+            av = np.stack([m[measure] for m in a_m])         # QPs x images
+            tv = np.stack([m[measure] for m in t_m])
+            row = {"network": network, "split": split, "config": config, "anchor": anchor,
+                   "task": task, "images": n, "bd_rate_percent": None, "note": "",
+                   "ci_lo": None, "ci_hi": None, "bootstrap": int(bootstrap),
+                   "bootstrap_failed": 0}
+            try:
+                row["bd_rate_percent"] = _bd(a_el, a_nb, av, t_el, t_nb, tv, slice(None))
+            except ValueError as exc:
+                from .summary import _clean_note
+                row["note"] = _clean_note(str(exc))
+            values = []
+            for b in range(len(idx)):
+                try:
+                    values.append(_bd(a_el, a_nb, av, t_el, t_nb, tv, idx[b]))
+                except ValueError:
+                    row["bootstrap_failed"] += 1
+            if values:
+                row["ci_lo"], row["ci_hi"] = (float(x) for x in
+                                              np.percentile(values, [lo_q, hi_q]))
+            out.append(row)
+    return out
+
+
+def _bd(a_el, a_nb, av, t_el, t_nb, tv, sel) -> float:
+    def curve(el, nb, v):
+        return 8 * nb[:, sel].sum(axis=1) / el[:, sel].sum(axis=1), v[:, sel].mean(axis=1)
+    ar, aq = curve(a_el, a_nb, av)
+    tr, tq = curve(t_el, t_nb, tv)
+    return metrics.bd_rate(ar, aq, tr, tq, plateau="lowest_rate")
+
+
+__all__ = ["MEASURES", "FIDELITY_MEASURE", "DEFAULT_BOOTSTRAP", "DEFAULT_SEED",
+           "point_statistics", "bd_rate_intervals", "query_bubble_indices", "resamples"]

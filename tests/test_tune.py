@@ -1,0 +1,274 @@
+"""The choosing encoder (refcodec.tune, Annex A.6), rate control (A.7), libx265 options
+(EncoderConfig.x265_params), placebo on small pictures and B pictures' sample_md5."""
+
+import hashlib
+
+import numpy as np
+import pytest
+
+import refcodec
+from refcodec import tune
+from refcodec.cli import main as cli_main
+from refcodec.errors import EncoderInputError
+from refcodec.hevc import pyav
+from refcodec.hevc.annexb import planes_md5, repack_access_units
+
+
+def relu(shape, seed=0):
+    return np.maximum(np.random.default_rng(seed).standard_normal(shape), 0).astype(np.float32)
+
+
+def signed(shape, seed=0):
+    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+
+
+# ------------------------------------------------------------------------------------
+# The rules
+# ------------------------------------------------------------------------------------
+
+def test_signed_layer_gets_the_uniform_quantizer_at_10_bits():
+    choice = tune.choose("a", signed((1, 8, 16, 16)), "efficient")
+    assert (choice.config.quantizer, choice.config.bit_depth) == ("uniform", 10)
+
+
+def test_non_negative_layer_keeps_the_log_quantizer():
+    choice = tune.choose("a", relu((1, 8, 16, 16)), "efficient")
+    assert (choice.config.quantizer, choice.config.bit_depth) == ("log", 8)
+    assert choice.clip is None            # the log quantizer is not clipped
+
+
+def test_heavy_tails_are_clipped_and_light_tails_are_not():
+    x = signed((1, 16, 32, 32), 1)
+    x.flat[::997] *= 25                   # a few huge values stretch the range 25 times
+    choice = tune.choose("a", x, "efficient", refcodec.EncoderConfig(qp=32))
+    assert choice.clip is not None
+    lo, hi = choice.clip
+    assert x.min() < lo < 0 < hi < x.max() and hi - lo < (x.max() - x.min()) / 4
+    coded = choice.apply(x)
+    assert coded.min() >= np.float32(lo) and coded.max() <= np.float32(hi)
+    # uniform values: no tail, clipping only adds error
+    u = np.random.default_rng(2).uniform(-1, 1, (1, 16, 32, 32)).astype(np.float32)
+    assert tune.choose("a", u, "efficient", refcodec.EncoderConfig(qp=32)).clip is None
+
+
+def test_clipping_follows_the_qp():
+    x = signed((1, 16, 32, 32), 3)
+    x.flat[::499] *= 6
+    fine = tune.choose("a", x, "efficient", refcodec.EncoderConfig(qp=0))
+    coarse = tune.choose("a", x, "efficient", refcodec.EncoderConfig(qp=42))
+    assert fine.clip is None and coarse.clip is not None
+
+
+def test_near_constant_maps_are_flattened_to_their_mean():
+    x = relu((1, 16, 16, 16), 4) + 1
+    x[0, 3] = 2 + 1e-3 * np.random.default_rng(5).standard_normal((16, 16))
+    choice = tune.choose("a", x, "efficient", refcodec.EncoderConfig(qp=37))
+    assert choice.flat_maps == (3,)
+    coded = choice.apply(x)
+    assert np.ptp(coded[0, 3]) == 0 and abs(coded[0, 3, 0, 0] - x[0, 3].mean()) < 1e-6
+    assert np.array_equal(coded[0, 4], x[0, 4])
+    y = refcodec.decode(refcodec.encode({"a": x}, refcodec.EncoderConfig(qp=37),
+                                        tune="efficient"))["a"]
+    assert np.ptp(y[0, 3]) < 0.05
+
+
+@pytest.mark.parametrize("c,h,grid", [(96, 14, (12, 8)), (1280, 7, (32, 40)),
+                                      (1280, 1, (32, 40)), (32, 28, (4, 8)), (7, 7, (2, 4)),
+                                      (24, 56, (4, 6)), (3, 1, (9, 9))])
+def test_small_maps_go_into_one_mosaic(c, h, grid):
+    x = relu((1, c, h, h))
+    choice = tune.choose("a", x, "efficient")
+    rows, cols = choice.config.tile_grid
+    assert rows * cols >= c and sorted((rows, cols)) == sorted(grid)
+    # maps that need padding are packed densely (format 1.2), the others tiled
+    assert choice.config.packing == ("dense" if h % 8 else "tiled")
+    header = refcodec.read_headers(refcodec.encode(x, tune="efficient")).layers[0].header
+    assert header.num_pictures == 1 and min(header.picture_width, header.picture_height) >= 16
+
+
+def test_without_dense_packing_the_mosaic_is_tiled(monkeypatch):
+    monkeypatch.setattr(tune, "DENSE", False)
+    choice = tune.choose("a", relu((1, 1280, 7, 7)), "efficient")
+    assert choice.config.packing == "tiled" and choice.config.tile_grid in ((32, 40), (40, 32))
+
+
+def test_mosaic_respects_the_lowest_level():
+    rows, cols = tune.mosaic_grid(256, 256, 256)      # 256 maps of 256x256: not one picture
+    assert rows * 256 <= tune.MAX_MOSAIC_SIDE and cols * 256 <= tune.MAX_MOSAIC_SIDE
+    assert rows * cols * 256 * 256 <= tune.MAX_MOSAIC_SAMPLES
+
+
+def test_x265_settings_of_the_tunes():
+    small = tune.choose("a", relu((1, 64, 7, 7)), "efficient").config
+    large = tune.choose("a", relu((1, 4, 56, 56)), "efficient").config
+    fast = tune.choose("a", relu((1, 64, 7, 7)), "fast").config
+    assert "sao=0" in small.x265_params and "rdoq-level=2" in small.x265_params
+    assert "rdoq-level" not in large.x265_params and "rdoq-level" not in fast.x265_params
+    assert fast.preset == "medium"
+
+
+def test_tune_keeps_qp_layout_and_verify_and_refuses_lossless():
+    x = signed((1, 6, 16, 16))
+    cfg = refcodec.EncoderConfig(qp=30, layout="NHWC", verify=True)
+    choice = tune.choose("a", np.ascontiguousarray(x.transpose(0, 2, 3, 1)), "efficient", cfg)
+    assert (choice.config.qp, choice.config.layout, choice.config.verify) == (30, "NHWC", True)
+    with pytest.raises(EncoderInputError, match="lossless"):
+        tune.choose("a", x, "efficient", refcodec.EncoderConfig(lossless=True))
+    with pytest.raises(EncoderInputError, match="tune shall be one of"):
+        tune.choose("a", x, "best")
+
+
+# ------------------------------------------------------------------------------------
+# Streams
+# ------------------------------------------------------------------------------------
+
+def test_seed_is_the_default_configuration_byte_for_byte():
+    x = relu((1, 8, 14, 14), 6)
+    for qp in (12, 37):
+        cfg = refcodec.EncoderConfig(qp=qp)
+        assert refcodec.encode({"a": x}, cfg, tune="seed") == refcodec.encode({"a": x}, cfg)
+
+
+def test_tuned_streams_are_reproducible_and_decode():
+    x = {"s": signed((1, 24, 14, 14), 7), "r": relu((2, 16, 7, 7), 8)}
+    x["s"].flat[::301] *= 10
+    a = refcodec.encode(x, refcodec.EncoderConfig(qp=32), tune="efficient")
+    b = refcodec.encode(x, refcodec.EncoderConfig(qp=32), tune="efficient")
+    assert hashlib.sha256(a).digest() == hashlib.sha256(b).digest()
+    y = refcodec.decode(a)
+    for name in x:
+        assert y[name].shape == x[name].shape and y[name].dtype == x[name].dtype
+    headers = {layer.header.layer_id: layer.header for layer in refcodec.read_headers(a).layers}
+    assert headers["r"].num_pictures == 2            # one mosaic per batch item
+    # tuned at equal QP: far closer to the source than the seed at the same QP on signed data
+    seed = refcodec.decode(refcodec.encode(x, refcodec.EncoderConfig(qp=32)))
+    err = {k: float(np.mean((v - x["s"]) ** 2)) for k, v in
+           (("tuned", y["s"]), ("seed", seed["s"]))}
+    assert err["tuned"] < err["seed"]
+
+
+# ------------------------------------------------------------------------------------
+# Rate control
+# ------------------------------------------------------------------------------------
+
+def test_stream_target_is_met_by_the_smallest_qp_that_fits():
+    x = {"a": relu((1, 16, 28, 28), 9), "b": signed((1, 8, 14, 14), 10)}
+    free = len(refcodec.encode(x, refcodec.EncoderConfig(qp=22), tune="fast"))
+    target = free * 2 // 3
+    report = []
+    data = refcodec.encode(x, tune="fast", target_bytes=target, report=report)
+    qp = report[0].qp
+    assert len(data) <= target and {r.qp for r in report} == {qp} and qp > 22
+    assert 1 <= report[0].encodes <= 7
+    # the bisection ends next to a QP that did not fit: the QP below gives more
+    above = refcodec.encode(x, refcodec.EncoderConfig(qp=qp - 1), tune="fast")
+    assert len(above) > target
+    # bits per element: the same budget expressed per element
+    elements = sum(v.size for v in x.values())
+    same = refcodec.encode(x, tune="fast", bits_per_element=target * 8 / elements)
+    assert same == data
+
+
+def test_per_layer_targets_and_seed_rate_control():
+    x = {"a": relu((1, 16, 28, 28), 11), "b": relu((1, 32, 7, 7), 12)}
+    report = []
+    data = refcodec.encode(x, target_bytes={"a": 2000, "b": 900}, report=report)
+    by = {r.layer_id: r for r in report}
+    assert by["a"].coded_bytes <= 2000 and by["b"].coded_bytes <= 900
+    stream = refcodec.read_headers(data)
+    for layer in stream.layers:          # the reported size is the layer's units
+        h = layer.header
+        assert by[h.layer_id].coded_bytes == tune.layer_unit_bytes(h, layer.sample_md5,
+                                                                   layer.hevc_payload)
+    # without a tune the layers keep their config (the seed's) and only the QP moves
+    only = refcodec.encode({"a": x["a"]}, refcodec.EncoderConfig(qp=by["a"].qp))
+    assert refcodec.read_headers(only).layers[0].hevc_payload == \
+        stream.layers[0].hevc_payload
+
+
+def test_unreachable_targets_are_refused():
+    x = relu((1, 64, 16, 16), 13)
+    with pytest.raises(EncoderInputError, match="cannot be met: .* at QP 51"):
+        refcodec.encode(x, target_bytes=100)
+    with pytest.raises(EncoderInputError, match="not both"):
+        refcodec.encode(x, target_bytes=100, bits_per_element=1)
+    with pytest.raises(EncoderInputError, match="no layer 'zz'"):
+        refcodec.encode({"a": x}, target_bytes={"zz": 100})
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(EncoderInputError, match="target_bytes shall be"):
+            refcodec.encode(x, target_bytes=bad)
+    with pytest.raises(EncoderInputError, match="bits_per_element shall be"):
+        refcodec.encode(x, bits_per_element=float("nan"))
+
+
+def test_cli_tune_and_rate_control(tmp_path, capsys):
+    src = tmp_path / "f.npy"
+    np.save(src, signed((1, 16, 14, 14), 14))
+    out = tmp_path / "f.vfc"
+    assert cli_main(["encode", str(src), "-o", str(out), "--tune", "efficient",
+                     "--target-bytes", "1500"]) == 0
+    line = capsys.readouterr().out
+    assert "QP " in line and "rate control:" in line and "tune efficient" in line
+    assert out.stat().st_size <= 1500
+    bad = tmp_path / "g.vfc"
+    assert cli_main(["encode", str(src), "-o", str(bad), "--target-bytes", "50"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "QP 51" in err and not bad.exists()
+    assert cli_main(["encode", str(src), "-o", str(bad), "--bits-per-element", "f=2",
+                     "--x265-params", "sao=0"]) == 0
+    assert "rate control" in capsys.readouterr().out
+    assert cli_main(["encode", str(src), "-o", str(bad), "--target-bytes", "-3"]) == 2
+    assert "--target-bytes" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------
+# libx265 options, placebo, B pictures
+# ------------------------------------------------------------------------------------
+
+def test_x265_params_are_validated():
+    for bad, match in (("qp=3", "set by the encoder"), ("hash=0", "set by the encoder"),
+                       ("no-info=1", "set by the encoder"), ("sao", "name=value"),
+                       ("sao=0::rd=3", "name=value"), ("a b=1", "name=value"),
+                       ("sao=0\nrd=3", "name=value")):
+        with pytest.raises(EncoderInputError, match=match):
+            refcodec.EncoderConfig(x265_params=bad)
+    with pytest.raises(EncoderInputError, match="shall be a string"):
+        refcodec.EncoderConfig(x265_params=None)
+    assert refcodec.EncoderConfig(x265_params="sao=0:rdoq-level=2").x265_params
+
+
+def test_x265_params_change_the_payload():
+    x = signed((1, 8, 32, 32), 15)
+    plain = refcodec.encode(x, refcodec.EncoderConfig(qp=27))
+    no_sao = refcodec.encode(x, refcodec.EncoderConfig(qp=27, x265_params="sao=0"))
+    assert plain != no_sao and refcodec.decode(no_sao)["layer0"].shape == x.shape
+
+
+@pytest.mark.parametrize("shape", [(1, 4, 16, 16), (1, 3, 16, 40), (1, 2, 24, 24)])
+def test_placebo_codes_small_pictures(shape):
+    x = relu(shape, 16)
+    data = refcodec.encode(x, refcodec.EncoderConfig(preset="placebo", qp=22, verify=True))
+    assert np.abs(refcodec.decode(data)["layer0"] - x).max() < 0.1
+    # the cap is only for pictures libx265 codes with 16x16 CTUs, and only for placebo
+    assert pyav.small_picture_params("placebo", 16, 40)
+    assert not pyav.small_picture_params("placebo", 32, 32)
+    assert not pyav.small_picture_params("veryslow", 16, 16)
+
+
+def test_b_pictures_give_sample_md5_in_output_order():
+    rng = np.random.default_rng(17)
+    base = rng.integers(0, 256, (32, 48))
+    pictures = np.stack([np.clip(base + 6 * i + rng.integers(-4, 5, (32, 48)), 0, 255)
+                         for i in range(9)]).astype(np.uint8)
+    extra = "keyint=9:min-keyint=9:bframes=3:b-pyramid=1:b-adapt=0"
+    backend = pyav.PyAVBackend().with_x265_params(extra)
+    payload, hashes = backend.encode_pictures(pictures, 8, 30, False, "slow")
+    decoded = backend.decode_pictures(payload, 9, 32, 48, 8)
+    assert planes_md5(decoded, 8) == hashes               # output order
+    units = pyav.encode_access_units(pictures, 8, 30, False, "slow", extra)
+    assert repack_access_units(units)[1] != hashes        # decoding order differs
+    # through the layer pipeline (EncoderConfig.x265_params): the decoder checks sample_md5
+    x = relu((1, 12, 32, 48), 18)
+    data = refcodec.encode(x, refcodec.EncoderConfig(preset="slow", x265_params=extra,
+                                                     verify=True))
+    assert refcodec.decode(data)["layer0"].shape == x.shape

@@ -143,7 +143,7 @@ class Trace:
                 "error": None if self.error is None else self.error.to_dict()}
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=1)
+        return json.dumps(self.to_dict(), indent=1, allow_nan=False)
 
     def lines(self) -> list[str]:
         """The text trace: ``BYTE.BIT  name  descriptor  raw = value (meaning) [clause]``,
@@ -522,7 +522,8 @@ class _HevcTracer:
                     params._pps(params.RbspReader(rbsp, offset=offset, path=path))
                     self.entries.append(Entry(
                         "note", self.prefix_of(path), "pps", depth + 1,
-                        8 * self.nal_start, 0, None, "", f"SPS {sps_id} not received yet",
+                        self.bit_at(self.last_end), 0, None, "",
+                        f"SPS {sps_id} not received yet",
                         "the rest of this PPS is read when a slice refers to it", None))
                 else:
                     apps = slices._parse_pps(unit, offset, path, active)

@@ -9,7 +9,8 @@ coded at); Annex A.7 gives each with the measurement that justifies it.  The tun
 * ``seed``: the seed paper's configuration (log quantizer, 8-bit, one channel per picture
   where libx265 allows it, preset medium), kept by name as the reference point; it is
   ``EncoderConfig()`` with the caller's QP, layout and verify flag, byte for byte.
-* ``efficient``: every rule, libx265 preset medium without SAO, with RDOQ on small tiles.
+* ``efficient``: every rule (Annex A.7.1 to A.7.6): libx265 preset medium without SAO,
+  with RDOQ on tiles of at most 8x8.
 * ``fast``: the same rules, libx265 preset medium without SAO: an encode time within
   1.1x of the seed's (tools/bench_rd.py measures it).
 
@@ -47,6 +48,11 @@ RDOQ_MAX_TILE = 8
 DENSE = True
 #: A layer is signed when more than this fraction of its elements is negative (A.7.2).
 SIGNED_FRACTION = 0.01
+#: A.7.2, A.7.3: maps of at most this many elements (16x16) are coded at 10 bits and
+#: clipped (signed layers); larger maps at 8 bits, unclipped.
+SMALL_MAP_ELEMENTS = 256
+#: A.7.4: only maps of at most this many elements (8x8) are flattened.
+FLAT_MAX_ELEMENTS = 64
 #: Flattening (A.7.4): a map whose standard deviation is below this fraction of the
 #: layer's, and below the coding noise at the QP, is replaced by its mean.
 FLAT_FRACTION = 0.15
@@ -208,9 +214,11 @@ def choose(name: str, tensor, tune: str, base: EncoderConfig | None = None) -> C
     n, c, h, w = x.shape
     reasons = []
     # A.7.2: the quantizer and the bit depth
+    small = h * w <= SMALL_MAP_ELEMENTS
     if stats.signed:
-        quantizer, bit_depth = "uniform", 10
-        reasons.append(f"signed ({stats.negative_fraction:.1%} negative): uniform, 10-bit")
+        quantizer, bit_depth = "uniform", 10 if small else 8
+        reasons.append(f"signed ({stats.negative_fraction:.1%} negative): uniform, "
+                       f"{bit_depth}-bit")
     else:
         quantizer, bit_depth = "log", 8
         reasons.append("non-negative: log, 8-bit")
@@ -219,14 +227,15 @@ def choose(name: str, tensor, tune: str, base: EncoderConfig | None = None) -> C
         reasons.append("constant: uniform")
     # A.7.3: clipping of heavy tails (uniform quantizer only)
     clip = None
-    if quantizer == "uniform" and stats.maximum > stats.minimum:
+    if quantizer == "uniform" and small and stats.maximum > stats.minimum:
         clip = _clip_range(v, stats, base.qp, bit_depth, reasons)
     # A.7.4: flattening of near-constant maps
     lo, hi = clip if clip is not None else (stats.minimum, stats.maximum)
     threshold = min(FLAT_FRACTION * stats.std, coding_noise(hi - lo, base.qp, bit_depth))
     map_std = stats.map_std if clip is None else np.clip(x, lo, hi).std(axis=(2, 3),
                                                                            dtype=np.float64)
-    flat_maps = tuple(int(i) for i in np.flatnonzero((map_std < threshold) & (map_std > 0)))
+    flat_maps = () if h * w > FLAT_MAX_ELEMENTS else tuple(
+        int(i) for i in np.flatnonzero((map_std < threshold) & (map_std > 0)))
     if flat_maps:
         reasons.append(f"{len(flat_maps)} of {n * c} maps with a standard deviation below "
                        f"{threshold:.3g} flattened to their mean")

@@ -70,11 +70,12 @@ def check_layer_header(fields: dict, index: int, header) -> int:
                     if getattr(p, attr) is not None:
                         assert fields[f"{prefix}quant_params[{i}].{attr}"] == [getattr(p, attr)]
         elif name == "channel_permutation":
-            if want is None:
-                assert not any(k.startswith(prefix + "channel_permutation[") for k in fields)
-            else:
-                assert [fields[f"{prefix}channel_permutation[{i}]"][0]
-                        for i in range(len(want))] == list(want)
+            # u(32) entries, or the compact_permutation() of format 1.2
+            entry = re.compile(re.escape(prefix) + r"(?:channel_permutation|compact_permutation"
+                               r"\.channel_permutation_entry)\[(\d+)\]$")
+            got = sorted((int(m.group(1)), v[0]) for k, v in fields.items()
+                         if (m := entry.match(k)))
+            assert [v for _, v in got] == (list(want) if want is not None else [])
         elif name == "per_channel_quant_flag":
             assert fields[prefix + "layer_flags.per_channel_quant_flag"] == [int(want)]
         elif name in ("tile_rows", "tile_cols"):

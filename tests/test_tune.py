@@ -26,9 +26,15 @@ def signed(shape, seed=0):
 # The rules
 # ------------------------------------------------------------------------------------
 
-def test_signed_layer_gets_the_uniform_quantizer_at_10_bits():
+def test_signed_layer_gets_the_uniform_quantizer():
     choice = tune.choose("a", signed((1, 8, 16, 16)), "efficient")
     assert (choice.config.quantizer, choice.config.bit_depth) == ("uniform", 10)
+    # maps above 16x16 samples: 8 bits and no clipping, however heavy the tails
+    x = signed((1, 8, 28, 28))
+    x.flat[::97] *= 25
+    choice = tune.choose("a", x, "efficient", refcodec.EncoderConfig(qp=37))
+    assert (choice.config.quantizer, choice.config.bit_depth, choice.clip) == \
+        ("uniform", 8, None)
 
 
 def test_non_negative_layer_keeps_the_log_quantizer():
@@ -38,7 +44,7 @@ def test_non_negative_layer_keeps_the_log_quantizer():
 
 
 def test_heavy_tails_are_clipped_and_light_tails_are_not():
-    x = signed((1, 16, 32, 32), 1)
+    x = signed((1, 64, 16, 16), 1)
     x.flat[::997] *= 25                   # a few huge values stretch the range 25 times
     choice = tune.choose("a", x, "efficient", refcodec.EncoderConfig(qp=32))
     assert choice.clip is not None
@@ -47,12 +53,12 @@ def test_heavy_tails_are_clipped_and_light_tails_are_not():
     coded = choice.apply(x)
     assert coded.min() >= np.float32(lo) and coded.max() <= np.float32(hi)
     # uniform values: no tail, clipping only adds error
-    u = np.random.default_rng(2).uniform(-1, 1, (1, 16, 32, 32)).astype(np.float32)
+    u = np.random.default_rng(2).uniform(-1, 1, (1, 64, 16, 16)).astype(np.float32)
     assert tune.choose("a", u, "efficient", refcodec.EncoderConfig(qp=32)).clip is None
 
 
 def test_clipping_follows_the_qp():
-    x = signed((1, 16, 32, 32), 3)
+    x = signed((1, 64, 16, 16), 3)
     x.flat[::499] *= 6
     fine = tune.choose("a", x, "efficient", refcodec.EncoderConfig(qp=0))
     coarse = tune.choose("a", x, "efficient", refcodec.EncoderConfig(qp=42))
@@ -60,8 +66,8 @@ def test_clipping_follows_the_qp():
 
 
 def test_near_constant_maps_are_flattened_to_their_mean():
-    x = relu((1, 16, 16, 16), 4) + 1
-    x[0, 3] = 2 + 1e-3 * np.random.default_rng(5).standard_normal((16, 16))
+    x = relu((1, 16, 8, 8), 4) + 1
+    x[0, 3] = 2 + 1e-3 * np.random.default_rng(5).standard_normal((8, 8))
     choice = tune.choose("a", x, "efficient", refcodec.EncoderConfig(qp=37))
     assert choice.flat_maps == (3,)
     coded = choice.apply(x)
@@ -70,6 +76,9 @@ def test_near_constant_maps_are_flattened_to_their_mean():
     y = refcodec.decode(refcodec.encode({"a": x}, refcodec.EncoderConfig(qp=37),
                                         tune="efficient"))["a"]
     assert np.ptp(y[0, 3]) < 0.05
+    # maps of more than 8x8 samples are not flattened
+    big = np.repeat(np.repeat(x, 2, axis=2), 2, axis=3)
+    assert tune.choose("a", big, "efficient", refcodec.EncoderConfig(qp=37)).flat_maps == ()
 
 
 @pytest.mark.parametrize("c,h,grid", [(96, 14, (12, 8)), (1280, 7, (32, 40)),
@@ -272,3 +281,15 @@ def test_b_pictures_give_sample_md5_in_output_order():
     data = refcodec.encode(x, refcodec.EncoderConfig(preset="slow", x265_params=extra,
                                                      verify=True))
     assert refcodec.decode(data)["layer0"].shape == x.shape
+
+
+def test_x265_params_need_the_libx265_backend():
+    class OtherEncoder:          # an encoder with no libx265 options to add them to
+        name = "other"
+
+        def encode_pictures(self, *args):
+            raise AssertionError("not reached")
+
+    with pytest.raises(EncoderInputError, match="x265_params needs the libx265 backend"):
+        refcodec.encode(relu((1, 2, 16, 16)), refcodec.EncoderConfig(x265_params="sao=0"),
+                        backend=OtherEncoder())

@@ -122,10 +122,10 @@ def cmd_encode(args) -> int:
                            permutation_coding=args.permutation_coding)
     out = Path(args.output)
     backend = hevc_backend(args.hevc_encoder, args.hevc_encoder_timeout)
-    report = []
+    choices = []
     data = encode(tensors, config, backend=backend, tune=args.tune,
                   target_bytes=args.target_bytes, bits_per_element=args.bits_per_element,
-                  report=report)
+                  report=choices)
     if backend is not None:        # another encoder's payload: check the whole stream
         from ..verify import verify
         report = verify(data, source=str(out))
@@ -137,7 +137,7 @@ def cmd_encode(args) -> int:
     if not args.quiet:
         original = sum(np.asarray(t.shape).prod() * _itemsize(t) for t in tensors.values())
         print(f"{out}: {len(tensors)} layer(s), {len(data)} bytes, compression rate "
-              f"{original / len(data):.2f}{_chosen(report, args)}")
+              f"{original / len(data):.2f}{_chosen(choices, args)}")
     return EXIT_OK
 
 

@@ -54,7 +54,8 @@ def add_parser(sub) -> None:
     tr.add_argument("--layers", type=_ids, metavar="ID,..",
                     help="trace only the units of these layers (and the stream header)")
     tr.add_argument("--units", type=_indices, metavar="N,..",
-                    help="trace only these units (indices as in units[N])")
+                    help="trace only these units (indices as in units[N]); with --layers, "
+                         "a unit either option selects")
     tr.add_argument("--no-decode", action="store_true",
                     help="do not decode the pictures: the error line comes from the checks "
                          "of the container and the HEVC parameter sets only")

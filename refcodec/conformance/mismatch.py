@@ -36,6 +36,9 @@ PATTERNS = ("layout_transposed", "swapped_channels", "off_by_one_level", "consta
             "constant_scale", "one_tile", "whole_picture", "unrecognised")
 #: Entries kept in the per-channel and per-picture counts of the results.
 MAX_COUNTS = 64
+#: Swapped channels are looked for among at most this many differing channels (the search
+#: compares every pair).
+MAX_SWAP_CHANNELS = 256
 
 
 def _nchw(array: np.ndarray, layout: SourceLayout) -> np.ndarray:
@@ -107,7 +110,7 @@ def _transposed(got: np.ndarray, ref: np.ndarray, layout: SourceLayout) -> str |
 def _swapped(got: np.ndarray, ref: np.ndarray, channels: list[int]) -> dict | None:
     """Each differing channel holds the reference values of another differing channel
     (a permutation among them); ``got``/``ref`` are N x C x H x W."""
-    if len(channels) < 2:
+    if not 2 <= len(channels) <= MAX_SWAP_CHANNELS:
         return None
     mapping = {}
     for c in channels:

@@ -537,7 +537,8 @@ def decode_layer(layer: Layer, backend=None) -> np.ndarray:
         for _, planes in backend.iter_pictures(
                 layer.hevc_payload, h.num_pictures, h.picture_height, h.picture_width,
                 h.sample_bit_depth, offset=layer.payload_offset,
-                path=f"layers[{layer.index}].hevc_payload"):
+                path=f"layers[{layer.index}].hevc_payload",
+                batch=progressive.batch_pictures(h)):
             building.add(planes)
         digests, out = building.finish()
         mismatch = sample_md5_violation(layer, None, digests)

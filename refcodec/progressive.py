@@ -25,6 +25,26 @@ from .records import LayerHeader
 BLOCK = quant.TAKE_BLOCK
 
 
+#: The pictures of a batch: enough slots for NHWC writes of MIN_RUN channels at a time ...
+MIN_RUN = 64
+#: ... within this many bytes of pictures, or an eighth of the output when that is more.
+BATCH_BYTES = 1 << 22
+
+
+def batch_pictures(header: LayerHeader) -> int:
+    """How many pictures a batch should hold: one picture (FFmpeg's batch decides) for NCHW,
+    where each slot is written as a whole map; for NHWC, where a batch item's channels are
+    interleaved, enough slots that each write covers up to MIN_RUN channels."""
+    if header.source_layout != SourceLayout.NHWC or header.num_channels == 1:
+        return 1
+    tiles = header.tiles_per_picture
+    want = -(-min(MIN_RUN, header.num_channels) // tiles)
+    picture = header.picture_height * header.picture_width * (
+        1 if header.sample_bit_depth == 8 else 2)
+    limit = max(BATCH_BYTES, header.output_bytes // 8) // max(1, picture)
+    return max(1, min(want, limit, header.num_pictures))
+
+
 class Progressive:
     """Fed batches of decoded pictures in output order (``add``), ``finish`` checks the
     count and returns (the picture MD5s, the tensor in its source dtype and layout)."""
@@ -53,7 +73,10 @@ class Progressive:
         self.pictures = 0
         self.md5s: list[bytes] = []
         plane = h * w
-        self.index = np.empty(max(plane, min(BLOCK, self.slots * plane)), dtype=np.intp)
+        # NCHW: at least one whole map per np.take; NHWC: blocks of rows (at least one row
+        # of MIN_RUN maps)
+        least = plane if not self.nhwc else min(MIN_RUN, c) * w
+        self.index = np.empty(max(least, min(BLOCK, self.slots * plane)), dtype=np.intp)
         self.values = np.empty(len(self.index), dtype=out_dtype)
 
     # -- input ----------------------------------------------------------------------------
@@ -90,32 +113,40 @@ class Progressive:
             done += run
 
     def _write_run(self, tiles: np.ndarray, item: int, k0: int) -> None:
-        """Dequantize the tiles of slots k0 .. k0 + len(tiles) - 1 of batch item ``item``."""
+        """Dequantize the tiles of slots k0 .. k0 + len(tiles) - 1 of batch item ``item``:
+        whole maps for NCHW; for NHWC, blocks of rows of all the run's maps, so that each
+        write into the channel-last output covers the run's channels."""
         h, w = self.layout.height, self.layout.width
-        plane = h * w
-        step = max(1, len(self.index) // plane)
         size = 1 << self.depth
-        for start in range(0, len(tiles), step):
-            part = tiles[start:start + step]
+        block = len(self.index)
+        maps = max(1, block // (h * w)) if not self.nhwc else max(1, min(len(tiles), MIN_RUN))
+        for start in range(0, len(tiles), maps):
+            part = tiles[start:start + maps]
             m = len(part)
             ks = np.arange(k0 + start, k0 + start + m, dtype=np.intp)
             channels = ks if self.order is None else self.order[ks]
-            idx = self.index[:m * plane].reshape(m, h, w)
-            idx[...] = part
-            if self.per_channel:
-                idx += (channels * size).reshape(m, 1, 1)
-            vals = self.values[:m * plane].reshape(m, h, w)
-            np.take(self.tables, idx, out=vals, mode="wrap")
-            if self.nhwc:
-                dest = self.out[item]                      # H x W x C
-                if self.order is None:
-                    dest[:, :, channels[0]:channels[0] + m] = vals.transpose(1, 2, 0)
+            offsets = (channels * size).reshape(m, 1, 1) if self.per_channel else None
+            rows = h if not self.nhwc else max(1, min(h, block // (m * w)))
+            for r in range(0, h, rows):
+                src = part[:, r:r + rows]                  # m x rows x W
+                count = src.size
+                idx = self.index[:count].reshape(src.shape)
+                if offsets is None:
+                    idx[...] = src
                 else:
-                    dest[:, :, channels] = vals.transpose(1, 2, 0)
-            elif self.order is None:
-                self.out[item, channels[0]:channels[0] + m] = vals
-            else:
-                self.out[item, channels] = vals
+                    np.add(src, offsets, out=idx)
+                vals = self.values[:count].reshape(src.shape)
+                np.take(self.tables, idx, out=vals, mode="wrap")
+                if self.nhwc:
+                    dest = self.out[item, r:r + src.shape[1]]     # rows x W x C
+                    if self.order is None:
+                        dest[:, :, ks[0]:ks[0] + m] = vals.transpose(1, 2, 0)
+                    else:
+                        dest[:, :, channels] = vals.transpose(1, 2, 0)
+                elif self.order is None:
+                    self.out[item, ks[0]:ks[0] + m] = vals
+                else:
+                    self.out[item, channels] = vals
 
     # -- output ---------------------------------------------------------------------------
     def finish(self) -> tuple[list[bytes], np.ndarray]:

@@ -290,22 +290,27 @@ class PyAVBackend:
         the next batch overwrites (use it before asking for the next).  The checks are those
         of decode_pictures, made as the frames arrive: a payload with too few pictures is
         refused after its last batch."""
+        batch = -(-max(1, batch) // FRAME_BATCH) * FRAME_BATCH   # whole batches of frames
         buffer = np.empty((max(1, min(batch, num_pictures)), height, width),
                           dtype=np.uint8 if bit_depth == 8 else np.uint16)
         size = len(buffer)
-        first = 0
+        first = count = 0
+        # FFmpeg's frames are copied into the buffer and released FRAME_BATCH at a time;
+        # the buffer is handed out when it is full, and at the end
         for count in self._decode(payload, num_pictures, height, width, bit_depth, offset,
-                                  path, lambda i, frame: copy_samples(frame, buffer[i % size]),
-                                  size):
-            if count > first:
-                yield first, buffer[:count - first]
+                                  path, lambda i, frame: copy_samples(frame, buffer[i % size])):
+            if count - first == size:
+                yield first, buffer
                 first = count
+        if count > first:
+            yield first, buffer[:count - first]
 
     def _decode(self, payload: bytes, num_pictures: int, height: int, width: int,
                 bit_depth: int, offset: int | None, path: str, place, batch: int = FRAME_BATCH):
         """Decode ``payload``, checking each frame against the layer (count, format, size):
         ``place(count, frame)`` stores picture ``count``; yields the number of pictures
-        stored after each batch of at most ``batch`` frames."""
+        stored after each batch of at most ``batch`` frames (a multiple of ``batch`` but
+        for the last)."""
         want_fmt = PIX_FMT[bit_depth]
         count = 0
         log: list = []

@@ -17,7 +17,7 @@ import hashlib
 import ml_dtypes
 import numpy as np
 
-from . import packing, quant, threads
+from . import packing, progressive, quant, threads
 from .hevc import params
 from .hevc.annexb import hash_layout as _hash_layout
 from .hevc.annexb import planes_md5
@@ -522,14 +522,34 @@ def _dequantize_nhwc(samples: np.ndarray, header: LayerHeader) -> np.ndarray:
 
 
 def decode_layer(layer: Layer, backend=None) -> np.ndarray:
-    """reconstruct(layer.header, decode_samples(layer)), the tensor reconstructed while the
-    picture MD5s are computed: it is returned only when sample_md5 matches."""
-    if layer.header.sample_bit_depth > 8 and NUMPY_DTYPES[
-            layer.header.source_dtype].itemsize == 2:
+    """reconstruct(layer.header, decode_samples(layer)), returned only when sample_md5
+    matches.  With a backend that delivers the pictures a batch at a time (``iter_pictures``)
+    the tensor is built as they arrive (refcodec.progressive): the pictures of the whole
+    layer are never held beside it."""
+    from .hevc import default_backend
+    backend = backend or default_backend()
+    h = layer.header
+    if hasattr(backend, "iter_pictures"):
+        problems = payload_violations(layer)   # before FFmpeg allocates any picture
+        if problems:
+            raise problems[0]
+        building = progressive.Progressive(h, NUMPY_DTYPES[h.source_dtype])
+        for _, planes in backend.iter_pictures(
+                layer.hevc_payload, h.num_pictures, h.picture_height, h.picture_width,
+                h.sample_bit_depth, offset=layer.payload_offset,
+                path=f"layers[{layer.index}].hevc_payload",
+                batch=progressive.batch_pictures(h)):
+            building.add(planes)
+        digests, out = building.finish()
+        mismatch = sample_md5_violation(layer, None, digests)
+        if mismatch:
+            raise mismatch
+        return out
+    if h.sample_bit_depth > 8 and NUMPY_DTYPES[h.source_dtype].itemsize == 2:
         # a 2-byte tensor may take the pictures' memory: sample_md5 is checked first, as
         # nothing may write to the planes while they are hashed (refcodec.threads)
         pictures = _decode_checked(layer, backend)[0]
-        return reconstruct(layer.header, pictures, overwrite=True)
-    return _decode_checked(layer, backend, lambda p: reconstruct(layer.header, p))[1]
+        return reconstruct(h, pictures, overwrite=True)
+    return _decode_checked(layer, backend, lambda p: reconstruct(h, p))[1]
 
 

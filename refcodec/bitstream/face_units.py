@@ -105,7 +105,7 @@ def read_face_enhancement(reader, payload: bytes, unit_pos: int, base: int) -> N
     if h < 1 or w < 1:
         f.stop(ConformanceViolation, "13.4.2",
                f"image_height and image_width shall be at least 1, got {h}x{w}",
-               "image_height")
+               "image_height" if h < 1 else "image_width")
     if ch not in ALLOWED_IMAGE_CHANNELS:
         f.stop(UnsupportedFeature, "13.4.2", f"image_channels shall be 1 or 3, got {ch}",
                "image_channels")

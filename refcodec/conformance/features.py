@@ -29,13 +29,24 @@ NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 
 DTYPE_NAMES = {"float32": SourceDtype.FLOAT32, "float16": SourceDtype.FLOAT16,
                "bfloat16": SourceDtype.BFLOAT16}
-DATA_KINDS = ("relu", "gaussian", "constant", "integer", "ramp")
+DATA_KINDS = ("relu", "gaussian", "constant", "integer", "ramp", "negzero", "extremes")
 EXTRA_UNITS = ("", "skippable")
 #: Edits of the first layer's HEVC payload after coding (refcodec.hevc.edit), which leave
 #: its pictures as they are: the parameter sets in the order VPS, PPS, SPS; a changed SPS
 #: (another log2_max_pic_order_cnt_lsb_minus4) sent with VPS and PPS, the PPS first, before
 #: the middle picture.
 HEVC_EDITS = ("", "pps_before_sps", "changed_sps")
+#: Edits of the stream after coding.  Of its units, which stay as they are: every face unit
+#: moved before the first layer (faces_first) or between the first and the second layer
+#: (faces_between); version_minor set to 0 (faces_in_1_0: a version 1.0 stream, in which
+#: unit types 3 and 4 are reserved, so that a decoder skips the face units, which are
+#: skippable, and outputs the layers only).  Of the first layer's pictures, coded again with
+#: the row's qp and preset: 8 more rows and columns of padding than needed (extra_padding, one
+#: channel per picture: pad_bottom and pad_right grow by 8), the unused tiles of the last
+#: picture filled with a checkerboard of the extreme sample values (unused_tiles_nonzero,
+#: packing tiled).
+FACE_STREAM_EDITS = ("faces_first", "faces_between", "faces_in_1_0")
+STREAM_EDITS = ("", *FACE_STREAM_EDITS, "extra_padding", "unused_tiles_nonzero")
 #: Values of the ``face`` column: no face, a base layer only, or the enhancement layer's
 #: texture codec.
 FACE_KINDS = ("", "base", "hevc", "jpeg", "jpeg2000")
@@ -81,6 +92,7 @@ class Features:
     extra_unit: str = ""
     future_minor: bool = False
     hevc_edit: str = ""
+    stream_edit: str = ""
     x265_params: str = ""
     face: str = ""
     faces: int = 1
@@ -91,10 +103,11 @@ class Features:
     permutation_coding: str = "auto"
 
     def to_json(self) -> dict:
-        """The row as the manifest records it; the columns of format 1.2 only when they
-        differ from their defaults, so that the entries of older streams keep their fields."""
+        """The row as the manifest records it; the columns of format 1.2 and stream_edit only
+        when they differ from their defaults, so that the entries of older streams keep their
+        fields."""
         out = dataclasses.asdict(self)
-        for name in FORMAT12_COLUMNS:
+        for name in (*FORMAT12_COLUMNS, "stream_edit"):
             if out[name] == getattr(Features, name):
                 del out[name]
         return out
@@ -223,6 +236,19 @@ def _validate(f: Features, where: str) -> None:
     if f.hevc_edit not in HEVC_EDITS:
         bad(f"hevc_edit shall be one of {', '.join(repr(e) for e in HEVC_EDITS)}, got "
             f"{f.hevc_edit!r}")
+    if f.stream_edit not in STREAM_EDITS:
+        bad(f"stream_edit shall be one of {', '.join(repr(e) for e in STREAM_EDITS)}, got "
+            f"{f.stream_edit!r}")
+    if f.stream_edit in FACE_STREAM_EDITS and not (f.face and f.layers):
+        bad(f"stream_edit {f.stream_edit} moves face units among layers: it needs a face and "
+            f"a layer")
+    if f.stream_edit == "faces_between" and f.layers < 2:
+        bad("stream_edit faces_between needs two layers or more")
+    if f.stream_edit == "extra_padding" and (f.packing != "channel" or not f.layers):
+        bad("stream_edit extra_padding needs a layer of packing channel")
+    if f.stream_edit == "unused_tiles_nonzero" and (f.packing != "tiled" or not f.layers
+                                                    or f.x265_params or f.hevc_edit):
+        bad("stream_edit unused_tiles_nonzero needs a tiled layer coded by the encoder")
     if f.tile_grid and not re.fullmatch(r"[0-9]+x[0-9]+", f.tile_grid):
         bad(f"tile_grid shall be ROWSxCOLS such as 2x3, got {f.tile_grid!r}")
     try:

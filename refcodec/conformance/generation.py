@@ -63,6 +63,52 @@ def _with_skippable_units(data: bytes) -> bytes:
             + data[eos.pos:])
 
 
+def _recode_layer0(data: bytes, f: Features, edit: Callable, **fields) -> bytes:
+    """The stream with its first layer's decoded pictures changed by ``edit`` and coded again
+    (the row's qp, lossless and preset), its header fields changed by ``fields``."""
+    from ..hevc.pyav import PyAVBackend
+    from ..layer import sample_md5
+    s = read_headers(data)
+    h = s.layers[0].header
+    pictures = np.ascontiguousarray(edit(decode_samples(s.layers[0]), h))
+    payload, hashes = PyAVBackend().encode_pictures(pictures, h.sample_bit_depth, f.qp,
+                                                    f.lossless, f.preset)
+    return _change_layer0(s, payload=payload, md5=sample_md5(hashes), **fields)
+
+
+def _checkerboard_unused_tiles(pictures: np.ndarray, h) -> np.ndarray:
+    top = (1 << h.sample_bit_depth) - 1
+    th, tw, cols = h.layout.tile_height, h.layout.tile_width, h.layout.tile_cols
+    used = h.num_slots - (h.num_pictures - 1) * h.tiles_per_picture
+    if used == h.tiles_per_picture:
+        raise SuiteError("stream_edit unused_tiles_nonzero: the last picture has no unused "
+                         "tile")
+    board = (np.indices((th, tw)).sum(axis=0) % 2 * top).astype(pictures.dtype)
+    for t in range(used, h.tiles_per_picture):
+        r, c = divmod(t, cols)
+        pictures[-1, r * th:(r + 1) * th, c * tw:(c + 1) * tw] = board
+    return pictures
+
+
+def _stream_edit(data: bytes, kind: str, f: Features) -> bytes:
+    """The stream edited after coding (Features.stream_edit)."""
+    if kind == "extra_padding":
+        h = read_headers(data).layers[0].header
+        return _recode_layer0(data, f, lambda p, h: np.pad(p, ((0, 0), (0, 8), (0, 8)),
+                                                           mode="edge"),
+                              pad_bottom=h.pad_bottom + 8, pad_right=h.pad_right + 8)
+    if kind == "unused_tiles_nonzero":
+        return _recode_layer0(data, f, _checkerboard_unused_tiles)
+    if kind == "faces_in_1_0":
+        return _rehead(_put(data, 9, b"\x00"))
+    units = _units(data)
+    faces = [u for u in units if u.unit_type in (UnitType.FACE_BASE, UnitType.FACE_ENHANCEMENT)]
+    others = [u for u in units if u not in faces]
+    at = 0 if kind == "faces_first" else 2      # before layer 0, or after its layer_data
+    order = others[:at] + faces + others[at:]
+    return data[:20] + b"".join(data[u.pos:u.end] for u in order) + data[units[-1].end:]
+
+
 def _future_minor(data: bytes) -> bytes:
     """version_minor one more than the current (VERSION_MINOR + 1) with every reserved field
     nonzero: a decoder of the current version decodes it and ignores the reserved fields
@@ -202,6 +248,8 @@ def _code_valid(f: Features, tensors: Mapping[str, object] | None,
         except ValueError as exc:
             raise SuiteError(f"{where}: hevc_edit {f.hevc_edit}: {exc}") from None
         data = _change_layer0(s, payload=payload)
+    if f.stream_edit:
+        data = _stream_edit(data, f.stream_edit, f)
     if f.extra_unit == "skippable":
         data = _with_skippable_units(data)
     if f.future_minor:

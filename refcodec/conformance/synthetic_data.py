@@ -32,7 +32,10 @@ def synthetic(kind: str, shape: tuple[int, int, int, int], dtype: SourceDtype,
 
     relu: smooth ReLU-like field (about half zeros); gaussian: normal, mean 0.5, sd 2;
     constant: one value; integer: integers spanning exactly 2^bit_depth values; ramp: a
-    linear ramp from -2 to 6 over the elements in C order.
+    linear ramp from -2 to 6 over the elements in C order; negzero: relu whose zeros are
+    -0.0 (the quantizer's min_value is -0.0, clause 9.4); extremes: gaussian scaled to the
+    whole finite range of the dtype, its first and last elements the dtype's smallest and
+    largest finite values (min_value and max_value at the bound of clause 8.3.7).
     """
     rng = np.random.default_rng(seed)
     n, c, h, w = shape
@@ -52,6 +55,16 @@ def synthetic(kind: str, shape: tuple[int, int, int, int], dtype: SourceDtype,
         flat[-1] = low + (1 << bit_depth) - 1
     elif kind == "ramp":
         x = np.linspace(-2.0, 6.0, n * c * h * w).reshape(shape)
+    elif kind == "negzero":
+        x = synthetic("relu", shape, dtype, bit_depth, seed)
+        x[x == 0] = -0.0
+        return x
+    elif kind == "extremes":
+        top = DTYPE_INFO[dtype].max_finite
+        x = np.tanh(rng.standard_normal(shape)) * top
+        flat = x.reshape(-1)
+        flat[0], flat[-1] = -top, top
+        return x.astype(NUMPY_DTYPES[dtype])
     else:
         raise ValueError(f"unknown data kind {kind!r}")
     return x.astype(np.float32).astype(NUMPY_DTYPES[dtype])

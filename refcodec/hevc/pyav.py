@@ -272,19 +272,53 @@ class PyAVBackend:
     def decode_pictures(self, payload: bytes, num_pictures: int, height: int, width: int,
                         bit_depth: int, *, offset: int | None = None,
                         path: str = "hevc_payload") -> np.ndarray:
-        want_fmt = PIX_FMT[bit_depth]
+        # the frames are copied into ``out`` and released a batch at a time, so the memory
+        # held is the planes (bounded by the level, clause 11.2) plus FRAME_BATCH frames and
+        # FFmpeg's few frames in flight
         out = np.empty((num_pictures, height, width),
                        dtype=np.uint8 if bit_depth == 8 else np.uint16)
+        for _ in self._decode(payload, num_pictures, height, width, bit_depth, offset, path,
+                              lambda count, frame: copy_samples(frame, out[count])):
+            pass
+        return out
+
+    def iter_pictures(self, payload: bytes, num_pictures: int, height: int, width: int,
+                      bit_depth: int, *, offset: int | None = None,
+                      path: str = "hevc_payload", batch: int = FRAME_BATCH):
+        """decode_pictures a batch at a time: yields (first, planes), ``planes`` the
+        (k, H, W) pictures first .. first + k - 1 in output order, a view of one buffer that
+        the next batch overwrites (use it before asking for the next).  The checks are those
+        of decode_pictures, made as the frames arrive: a payload with too few pictures is
+        refused after its last batch."""
+        batch = -(-max(1, batch) // FRAME_BATCH) * FRAME_BATCH   # whole batches of frames
+        buffer = np.empty((max(1, min(batch, num_pictures)), height, width),
+                          dtype=np.uint8 if bit_depth == 8 else np.uint16)
+        size = len(buffer)
+        first = count = 0
+        # FFmpeg's frames are copied into the buffer and released FRAME_BATCH at a time;
+        # the buffer is handed out when it is full, and at the end
+        for count in self._decode(payload, num_pictures, height, width, bit_depth, offset,
+                                  path, lambda i, frame: copy_samples(frame, buffer[i % size])):
+            if count - first == size:
+                yield first, buffer
+                first = count
+        if count > first:
+            yield first, buffer[:count - first]
+
+    def _decode(self, payload: bytes, num_pictures: int, height: int, width: int,
+                bit_depth: int, offset: int | None, path: str, place, batch: int = FRAME_BATCH):
+        """Decode ``payload``, checking each frame against the layer (count, format, size):
+        ``place(count, frame)`` stores picture ``count``; yields the number of pictures
+        stored after each batch of at most ``batch`` frames (a multiple of ``batch`` but
+        for the last)."""
+        want_fmt = PIX_FMT[bit_depth]
         count = 0
         log: list = []
         try:
-            # the frames are copied into ``out`` and released a batch at a time, so the
-            # memory held is the planes (bounded by the level, clause 11.2) plus FRAME_BATCH
-            # frames and FFmpeg's few frames in flight
             frames = iter_frames(payload, height * width >= FRAME_THREADS_MIN_SAMPLES)
             with ffmpeg_log(log):
-                for batch in batches(frames, FRAME_BATCH):
-                    for frame in batch:
+                for frames_of_batch in batches(frames, batch):
+                    for frame in frames_of_batch:
                         if count == num_pictures:
                             raise ConformanceViolation(
                                 f"the HEVC payload shall decode to {num_pictures} pictures, "
@@ -301,8 +335,10 @@ class PyAVBackend:
                                 f"picture {count} is {frame.width}x{frame.height}, the layer "
                                 f"needs {width}x{height}", clause="10.5", offset=offset,
                                 path=path)
-                        copy_samples(frame, out[count])
+                        place(count, frame)
                         count += 1
+                    del frames_of_batch
+                    yield count
         except (av.error.DecoderNotFoundError, av.error.MemoryError) as exc:
             raise BackendError(f"the HEVC decoder failed: {exc}") from exc
         except av.error.FFmpegError as exc:
@@ -316,4 +352,3 @@ class PyAVBackend:
             raise ConformanceViolation(
                 f"the HEVC payload shall decode to {num_pictures} pictures, got {count}",
                 clause="10.6", offset=offset, path=path)
-        return out

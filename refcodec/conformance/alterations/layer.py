@@ -13,13 +13,15 @@ import math
 
 from ... import bitstream, syntax
 from ...enums import DTYPE_INFO, LEVELS, PackingType, QuantizerType, SourceDtype, UnitType
-from ...hevc.annexb import SPS_NUT, join_nal_units, nal_unit_type, split_nal_units
+from ...hevc.annexb import (PARAMETER_SET_TYPES, PPS_NUT, SPS_NUT, VPS_NUT, join_nal_units,
+                            nal_unit_type, split_nal_units)
+from ...hevc.slices import CRA_NUT, RASL_N, RASL_R
 from ...hevc.edit import (MONOCHROME_FLAG_POS, add_conformance_window, add_range_extension,
                           edit_ptl, pps_refers_to, set_chroma_format)
 from ...records import QuantParams, Stream
 from ..units import (_change_layer0, _is_lossless, _layer0_header_unit, _layers,
                      _patch_layer0_header, _put, _rebuild, _recrc, _rehead, _replace_unit,
-                     _unit_of)
+                     _unit_of, _units)
 from .registry import _alteration
 
 
@@ -71,6 +73,11 @@ _alteration("reserved_zero_16bits", "8.1.6-a", "reserved_zero_16bits 1 in a vers
     lambda data, s: _rehead(_put(data, 14, b"\x00\x01")))
 _alteration("header_crc32", "8.1.7-a", "one bit of header_crc32 flipped")(
     lambda data, s: _put(data, 19, bytes([data[19] ^ 1])))
+_alteration("empty_stream", "8.1.5-c",
+            "version_minor 1, num_layers 0 and no face: stream_header() and end_of_stream "
+            "only")(
+    lambda data, s: _rehead(_put(_put(data[:20], 9, b"\x01"), 12, b"\x00\x00"))
+    + bitstream.build_unit(UnitType.END_OF_STREAM, b""))
 _alteration("num_layers_over_level", "11.2-a",
             "num_layers one more than max_layers of the stream's level")(
     lambda data, s: _rehead(_put(data, 12, (LEVELS[s.header.level_idc].max_layers + 1)
@@ -94,6 +101,19 @@ def _unknown_critical_unit(data, s):
 def _skippable_known(data, s):
     unit = _unit_of(data, UnitType.LAYER_HEADER)
     return _recrc(_put(data, unit.pos + 1, bytes([0x80])), unit)
+
+
+def _skippable(unit_type: int):
+    def alter(data, s):
+        unit = _unit_of(data, unit_type)
+        return _recrc(_put(data, unit.pos + 1, bytes([0x80])), unit)
+    return alter
+
+
+_alteration("skippable_layer_data", "8.2.2-a", "skippable_flag 1 in the layer_data unit")(
+    _skippable(UnitType.LAYER_DATA))
+_alteration("skippable_end_of_stream", "8.2.2-a",
+            "skippable_flag 1 in the end_of_stream unit")(_skippable(UnitType.END_OF_STREAM))
 
 
 @_alteration("unit_reserved_bits", "8.2.3-a", "reserved_zero_7bits 1 in the layer_header unit")
@@ -169,6 +189,9 @@ def _data_missing(data, s):
 
 _alteration("trailing_data", "8.2.7-a", "one zero byte after the end_of_stream unit")(
     lambda data, s: data + b"\x00")
+_alteration("second_end_of_stream", "8.2.7-a",
+            "a second end_of_stream unit after the first")(
+    lambda data, s: data + bitstream.build_unit(UnitType.END_OF_STREAM, b""))
 
 
 @_alteration("unit_length_over_level", "11.2-a",
@@ -200,6 +223,24 @@ _alteration("source_dtype", "8.3.3-a", "reserved source_dtype 3")(
     lambda data, s: _change_layer0(s, source_dtype=3))
 _alteration("batch_size_zero", "8.3.4-a", "batch_size 0")(
     lambda data, s: _change_layer0(s, batch_size=0))
+
+
+@_alteration("num_channels_zero", "8.3.4-b",
+             "num_channels 0 (no per-channel parameter set and no permutation entry left)")
+def _num_channels_zero(data, s):
+    h = s.layers[0].header
+    fields = {"num_channels": 0}
+    if h.channel_permutation is not None:
+        fields["channel_permutation"] = ()
+    if h.per_channel_quant_flag:
+        fields["quant_params"] = ()
+    return _change_layer0(s, **fields)
+
+
+_alteration("height_zero", "8.3.4-c", "height 0 (pad_bottom 8: the coded tile keeps its size)")(
+    lambda data, s: _change_layer0(s, height=0, pad_bottom=8))
+_alteration("width_zero", "8.3.4-d", "width 0 (pad_right 8: the coded tile keeps its size)")(
+    lambda data, s: _change_layer0(s, width=0, pad_right=8))
 _alteration("sample_bit_depth", "8.3.5-a", "reserved sample_bit_depth 9")(
     lambda data, s: _change_layer0(s, sample_bit_depth=9))
 _alteration("quantizer_type", "8.3.6-a", "reserved quantizer_type 3")(
@@ -259,11 +300,22 @@ _alteration("tile_grid_single_tile", "8.3.9-d", "packing_type 1 with a 1x1 tile 
             "packing_type 1 (tiled)",
             lambda s: s.layers[0].header.packing_type == PackingType.TILED)(
     lambda data, s: _change_layer0(s, tile_rows=1, tile_cols=1))
+_alteration("tile_rows_zero", "8.3.9-b", "packing_type 1 with tile_rows 0",
+            "packing_type 1 (tiled)",
+            lambda s: s.layers[0].header.packing_type == PackingType.TILED)(
+    lambda data, s: _change_layer0(s, tile_rows=0))
+_alteration("tile_cols_zero", "8.3.9-c", "packing_type 1 with tile_cols 0",
+            "packing_type 1 (tiled)",
+            lambda s: s.layers[0].header.packing_type == PackingType.TILED)(
+    lambda data, s: _change_layer0(s, tile_cols=0))
 _alteration("pad_mode", "8.3.10-a", "reserved pad_mode 2")(
     lambda data, s: _change_layer0(s, pad_mode=2))
 _alteration("pad_not_multiple_of_8", "8.3.10-c",
             "pad_right one more than the stream's: width + pad_right is no multiple of 8")(
     lambda data, s: _change_layer0(s, pad_right=s.layers[0].header.pad_right + 1))
+_alteration("pad_bottom_not_multiple_of_8", "8.3.10-b",
+            "pad_bottom one more than the stream's: height + pad_bottom is no multiple of 8")(
+    lambda data, s: _change_layer0(s, pad_bottom=s.layers[0].header.pad_bottom + 1))
 _alteration("payload_codec", "8.3.11-a", "reserved payload_codec 1")(
     lambda data, s: _change_layer0(s, payload_codec=1))
 _alteration("layer_flags_reserved", "8.3.12-a",
@@ -312,6 +364,38 @@ _alteration("layer_samples_over_level", "11.2-a",
         // s.layers[0].header.num_channels + 1))
 
 
+def _decoded_bytes_over_level(data, s):
+    """Copies of layer 0, each with batch_size raised as far as the per-layer limits allow,
+    until the stream's output exceeds max_decoded_bytes; the payloads are those of the
+    base stream, but the total is refused at the layer headers, before any decoding."""
+    level = LEVELS[s.header.level_idc]
+    h = s.layers[0].header
+    per_item = h.num_elements // h.batch_size
+    pictures_per_item = max(1, h.num_pictures // h.batch_size)
+    samples_per_picture = h.picture_height * h.picture_width
+    batch = min(level.max_layer_elements // per_item,
+                level.max_pictures // pictures_per_item,
+                level.max_layer_samples // (pictures_per_item * samples_per_picture))
+    big = dataclasses.replace(h, batch_size=batch)
+    copies = level.max_decoded_bytes // big.output_bytes + 1
+    if copies > level.max_layers:
+        raise ValueError(f"{copies} layers needed, more than max_layers {level.max_layers}")
+    layers = [(dataclasses.replace(big, layer_id=f"{h.layer_id}#{k}"), s.layers[0].sample_md5,
+               s.layers[0].hevc_payload) for k in range(copies)]
+    return _rebuild(s, header=dataclasses.replace(s.header, num_layers=copies), layers=layers)
+
+
+_alteration("decoded_bytes_over_level", "11.2-a",
+            "copies of layer 0 with batch_size raised within the per-layer limits, until the "
+            "stream's output exceeds max_decoded_bytes of its level (refused at the headers)")(
+    _decoded_bytes_over_level)
+_alteration("units_over_level", "11.2-a",
+            "empty skippable units of an unknown type after stream_header() until the stream "
+            "holds one unit more than max_units of its level")(
+    lambda data, s: data[:20] + bitstream.build_unit(200, b"", skippable=True)
+    * (LEVELS[s.header.level_idc].max_units + 1 - len(_units(data))) + data[20:])
+
+
 # -- layer_data() --
 _alteration("sample_md5", "8.4.1-a", "one bit of sample_md5 flipped")(
     lambda data, s: _change_layer0(s, md5=bytes([s.layers[0].sample_md5[0] ^ 1])
@@ -345,6 +429,12 @@ _alteration("hevc_nuh_layer_id", "10.1-e", "nuh_layer_id 1 in the first NAL unit
 _alteration("hevc_missing_sps", "10.1-c", "the SPS NAL unit is removed")(
     lambda data, s: _change_layer0(s, payload=join_nal_units(
         [u for u in split_nal_units(_payload0(s)) if nal_unit_type(u) != SPS_NUT])))
+_alteration("hevc_missing_vps", "10.1-c", "the VPS NAL unit is removed")(
+    lambda data, s: _change_layer0(s, payload=join_nal_units(
+        [u for u in split_nal_units(_payload0(s)) if nal_unit_type(u) != VPS_NUT])))
+_alteration("hevc_missing_pps", "10.1-c", "the PPS NAL unit is removed")(
+    lambda data, s: _change_layer0(s, payload=join_nal_units(
+        [u for u in split_nal_units(_payload0(s)) if nal_unit_type(u) != PPS_NUT])))
 _alteration("hevc_pps_without_sps", "10.1-d",
             "pps_seq_parameter_set_id 1, an SPS the payload lacks")(
     lambda data, s: _change_layer0(s, payload=pps_refers_to(_payload0(s), 1)))
@@ -377,10 +467,40 @@ _alteration("hevc_picture_count_mismatch", "10.6-a",
             "batch_size raised: NumPictures exceeds the pictures of the payload")(
     lambda data, s: _change_layer0(s, batch_size=s.layers[0].header.batch_size
                                    + s.layers[0].header.tiles_per_picture))
+
+
+@_alteration("hevc_rasl_not_output", "10.6-b",
+             "the payload cut to its parameter sets and the pictures from its first CRA "
+             "picture on, num_channels set to their number: the CRA picture begins the "
+             "payload, so its RASL pictures have PicOutputFlag 0 and are not output",
+             "an inter payload with a CRA picture and RASL pictures after it, one channel per "
+             "picture", lambda s: _has_rasl(s.layers[0]))
+def _rasl_not_output(data, s):
+    units = split_nal_units(_payload0(s))
+    kinds = [nal_unit_type(u) for u in units]
+    cra = kinds.index(CRA_NUT)
+    kept = [u for u in units[:cra] if nal_unit_type(u) in PARAMETER_SET_TYPES] + units[cra:]
+    pictures = sum(1 for u in units[cra:] if nal_unit_type(u) < 32 and u[2] & 0x80)
+    return _change_layer0(s, payload=join_nal_units(kept), num_channels=pictures)
+
+
+def _has_rasl(layer) -> bool:
+    if layer.header.packing_type != PackingType.CHANNEL_PER_PICTURE or \
+            layer.header.batch_size != 1 or layer.header.per_channel_quant_flag:
+        return False
+    kinds = [nal_unit_type(u) for u in split_nal_units(layer.hevc_payload)]
+    return CRA_NUT in kinds and any(k in (RASL_N, RASL_R) for k in
+                                    kinds[kinds.index(CRA_NUT):])
+
+
 _alteration("hevc_extended_precision", "10.7-b",
             "an sps_range_extension() with extended_precision_processing_flag 1")(
     lambda data, s: _change_layer0(s, payload=add_range_extension(
         _payload0(s), {"extended_precision_processing_flag": 1})))
+_alteration("hevc_cabac_bypass_alignment", "10.7-b",
+            "an sps_range_extension() with cabac_bypass_alignment_enabled_flag 1")(
+    lambda data, s: _change_layer0(s, payload=add_range_extension(
+        _payload0(s), {"cabac_bypass_alignment_enabled_flag": 1})))
 _alteration("hevc_lossless_implicit_rdpcm", "10.7-a",
             "implicit_rdpcm_enabled_flag 1 in the SPS of a lossless payload "
             "(transquant_bypass_enabled_flag 1)",
@@ -434,6 +554,10 @@ _alteration("dense_pad_not_multiple_of_8", "8.3.10-e",
             "pad_bottom one more than the stream's in a dense layer: tile_rows * height + "
             "pad_bottom is no multiple of 8", "packing_type 2 (dense)", _dense)(
     lambda data, s: _change_layer0(s, pad_bottom=s.layers[0].header.pad_bottom + 1))
+_alteration("dense_pad_right_not_multiple_of_8", "8.3.10-f",
+            "pad_right one more than the stream's in a dense layer: tile_cols * width + "
+            "pad_right is no multiple of 8", "packing_type 2 (dense)", _dense)(
+    lambda data, s: _change_layer0(s, pad_right=s.layers[0].header.pad_right + 1))
 _alteration("dense_in_version_1_1", "8.3.9-a",
             "version_minor 1 in a stream with a dense layer: packing_type 2 is reserved "
             "below version_minor 2, as a version 1.1 decoder reads it",
@@ -455,3 +579,9 @@ _alteration("compact_permutation_alignment_bits", "8.3.16-b",
     lambda data, s: _patch_ext_header(
         data, _compact_last_byte(s),
         _ext_unit(data)[1][_compact_last_byte(s)] | 0x01))
+_alteration("hevc_lossless_transform_skip_rotation", "10.7-a",
+            "transform_skip_rotation_enabled_flag 1 in the SPS of a lossless payload "
+            "(transquant_bypass_enabled_flag 1)",
+            "a lossless layer 0", lambda s: _is_lossless(s.layers[0]))(
+    lambda data, s: _change_layer0(s, payload=add_range_extension(
+        _payload0(s), {"transform_skip_rotation_enabled_flag": 1})))

@@ -6,6 +6,8 @@ conformance/README.md describes the data; a change here changes the committed st
 
 from __future__ import annotations
 
+import dataclasses
+
 import ml_dtypes
 import numpy as np
 
@@ -120,8 +122,13 @@ def synthetic_face(seed: int, channels: int = 3) -> FaceInput:
 
 
 def feature_faces(f: Features) -> list[tuple[FaceInput, FaceConfig]]:
-    """The faces of a features row: face i from seed + i."""
+    """The faces of a features row: face i from seed + i.  With data ``constant`` the face
+    images are flat: every sample of every channel the first sample of the synthetic face
+    (so that the residual is one value, residual_min = residual_max)."""
     if not f.face:
         return []
-    return [(synthetic_face(f.seed + i, f.face_channels), face_config(f, i))
-            for i in range(f.faces)]
+    faces = [synthetic_face(f.seed + i, f.face_channels) for i in range(f.faces)]
+    if f.data == "constant":
+        faces = [dataclasses.replace(face, image=np.full_like(face.image, face.image[0, 0, 0]))
+                 for face in faces]
+    return [(face, face_config(f, i)) for i, face in enumerate(faces)]

@@ -27,8 +27,8 @@ BLOCK = quant.TAKE_BLOCK
 
 #: The pictures of a batch: enough slots for NHWC writes of MIN_RUN channels at a time ...
 MIN_RUN = 64
-#: ... within this many bytes of pictures, or an eighth of the output when that is more.
-BATCH_BYTES = 1 << 22
+#: ... within 1/BATCH_SHARE of the output's bytes (at least one picture).
+BATCH_SHARE = 32
 
 
 def batch_pictures(header: LayerHeader) -> int:
@@ -41,7 +41,7 @@ def batch_pictures(header: LayerHeader) -> int:
     want = -(-min(MIN_RUN, header.num_channels) // tiles)
     picture = header.picture_height * header.picture_width * (
         1 if header.sample_bit_depth == 8 else 2)
-    limit = max(BATCH_BYTES, header.output_bytes // 8) // max(1, picture)
+    limit = header.output_bytes // BATCH_SHARE // max(1, picture)
     return max(1, min(want, limit, header.num_pictures))
 
 

@@ -501,12 +501,14 @@ _alteration("hevc_cabac_bypass_alignment", "10.7-b",
             "an sps_range_extension() with cabac_bypass_alignment_enabled_flag 1")(
     lambda data, s: _change_layer0(s, payload=add_range_extension(
         _payload0(s), {"cabac_bypass_alignment_enabled_flag": 1})))
-_alteration("hevc_lossless_implicit_rdpcm", "10.7-a",
-            "implicit_rdpcm_enabled_flag 1 in the SPS of a lossless payload "
-            "(transquant_bypass_enabled_flag 1)",
-            "a lossless layer 0", lambda s: _is_lossless(s.layers[0]))(
-    lambda data, s: _change_layer0(s, payload=add_range_extension(
-        _payload0(s), {"implicit_rdpcm_enabled_flag": 1})))
+for _kind, _flag in (("hevc_lossless_implicit_rdpcm", "implicit_rdpcm_enabled_flag"),
+                     ("hevc_lossless_transform_skip_rotation",
+                      "transform_skip_rotation_enabled_flag")):
+    _alteration(_kind, "10.7-a",
+                f"{_flag} 1 in the SPS of a lossless payload (transquant_bypass_enabled_flag 1)",
+                "a lossless layer 0", lambda s: _is_lossless(s.layers[0]))(
+        lambda data, s, flag=_flag: _change_layer0(s, payload=add_range_extension(
+            _payload0(s), {flag: 1})))
 
 
 # -- the syntax of format 1.2 (packing_type 2, layer_header_ext units) --
@@ -579,9 +581,3 @@ _alteration("compact_permutation_alignment_bits", "8.3.16-b",
     lambda data, s: _patch_ext_header(
         data, _compact_last_byte(s),
         _ext_unit(data)[1][_compact_last_byte(s)] | 0x01))
-_alteration("hevc_lossless_transform_skip_rotation", "10.7-a",
-            "transform_skip_rotation_enabled_flag 1 in the SPS of a lossless payload "
-            "(transquant_bypass_enabled_flag 1)",
-            "a lossless layer 0", lambda s: _is_lossless(s.layers[0]))(
-    lambda data, s: _change_layer0(s, payload=add_range_extension(
-        _payload0(s), {"transform_skip_rotation_enabled_flag": 1})))

@@ -41,7 +41,7 @@ from .index import describe_face, describe_layer, render_index
 from .invalid import InvalidRow, default_invalid_rows
 from .manifest import SCHEMA_VERSION, face_keys
 from .reference_decoder import decode_outputs, reference_refusal
-from .requirements import requirement_ids, spec_dir
+from .requirements import clause_of, requirement_ids, spec_dir
 from .synthetic_data import feature_faces, feature_tensors
 from .tolerances import image_tolerance, log_reference_is_correctly_rounded, tolerance
 from .units import _change_layer0, _is_lossless, _put, _recrc, _rehead, _unit_of, _units
@@ -483,7 +483,7 @@ def _code_interop(folder: Path, case) -> _Generated:
                              f"{case.hm_decoded_planes_md5}")
         return g
     requirement = interop.REQUIREMENTS.get(case.name)
-    if requirement is None or requirement.partition("-")[0] != case.verdict_clauses[0]:
+    if requirement is None or clause_of(requirement) != case.verdict_clauses[0]:
         raise SuiteError(f"{where}: interop.REQUIREMENTS names no requirement of clause "
                          f"{case.verdict_clauses[0]} for case {case.name}")
     _check_requirement(requirement, where)

@@ -13,7 +13,7 @@ from pathlib import Path
 from ..ids import OutputKeyCollision, face_output_keys, output_keys
 from .errors import SuiteError
 from .features import NAME_PATTERN
-from .requirements import REQUIREMENT_ID
+from .requirements import REQUIREMENT_ID, clause_of
 
 
 #: Version of the manifest layout (conformance/README.md); raised on incompatible changes.
@@ -79,7 +79,7 @@ def _check_manifest(manifest: dict, path: Path) -> None:
             if requirement is not None and (
                     not isinstance(requirement, str)
                     or not REQUIREMENT_ID.fullmatch(requirement)
-                    or requirement.partition("-")[0] != s["expected_clause"]):
+                    or clause_of(requirement) != s["expected_clause"]):
                 raise SuiteError(f"{path}: stream {s['name']}: requirement {requirement!r} "
                                  f"is not a requirement id of clause {s['expected_clause']}")
         for name in files:

@@ -30,6 +30,12 @@ _TAG = re.compile(r"\[(" + REQUIREMENT_ID.pattern + r")\] ")
 _TAGGED_LINE = re.compile(r"^(?:- )?\[(" + REQUIREMENT_ID.pattern + r")\] ")
 
 
+def clause_of(requirement_id: str) -> str:
+    """The clause id of a requirement identifier (``8.3.4-b`` -> ``8.3.4``): what a decoder
+    reports when it finds the requirement broken."""
+    return requirement_id.partition("-")[0]
+
+
 @dataclasses.dataclass(frozen=True)
 class Requirement:
     """One requirement: ``id`` (e.g. ``8.3.4-b``), the file and line of its tag, its text
@@ -42,7 +48,7 @@ class Requirement:
 
     @property
     def clause(self) -> str:
-        return self.id.partition("-")[0]
+        return clause_of(self.id)
 
     @property
     def checkable(self) -> bool:

@@ -7,7 +7,7 @@ import dataclasses
 from collections.abc import Callable
 
 from ...records import Stream
-from ..requirements import REQUIREMENT_ID
+from ..requirements import REQUIREMENT_ID, clause_of
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,7 +37,7 @@ class Alteration:
     @property
     def clause(self) -> str:
         """The clause id of ``requirement``: what a decoder reports."""
-        return self.requirement.partition("-")[0]
+        return clause_of(self.requirement)
 
     @property
     def needs(self) -> str:

@@ -63,9 +63,10 @@ def _with_skippable_units(data: bytes) -> bytes:
             + data[eos.pos:])
 
 
-def _recode_layer0(data: bytes, f: Features, edit: Callable, **fields) -> bytes:
+def _recode_layer0(data: bytes, f: Features, edit: Callable,
+                   fields: Callable = lambda h: {}) -> bytes:
     """The stream with its first layer's decoded pictures changed by ``edit`` and coded again
-    (the row's qp, lossless and preset), its header fields changed by ``fields``."""
+    (the row's qp, lossless and preset), its header fields changed by ``fields(header)``."""
     from ..hevc.pyav import PyAVBackend
     from ..layer import sample_md5
     s = read_headers(data)
@@ -73,7 +74,7 @@ def _recode_layer0(data: bytes, f: Features, edit: Callable, **fields) -> bytes:
     pictures = np.ascontiguousarray(edit(decode_samples(s.layers[0]), h))
     payload, hashes = PyAVBackend().encode_pictures(pictures, h.sample_bit_depth, f.qp,
                                                     f.lossless, f.preset)
-    return _change_layer0(s, payload=payload, md5=sample_md5(hashes), **fields)
+    return _change_layer0(s, payload=payload, md5=sample_md5(hashes), **fields(h))
 
 
 def _checkerboard_unused_tiles(pictures: np.ndarray, h) -> np.ndarray:
@@ -93,10 +94,10 @@ def _checkerboard_unused_tiles(pictures: np.ndarray, h) -> np.ndarray:
 def _stream_edit(data: bytes, kind: str, f: Features) -> bytes:
     """The stream edited after coding (Features.stream_edit)."""
     if kind == "extra_padding":
-        h = read_headers(data).layers[0].header
         return _recode_layer0(data, f, lambda p, h: np.pad(p, ((0, 0), (0, 8), (0, 8)),
                                                            mode="edge"),
-                              pad_bottom=h.pad_bottom + 8, pad_right=h.pad_right + 8)
+                              lambda h: dict(pad_bottom=h.pad_bottom + 8,
+                                             pad_right=h.pad_right + 8))
     if kind == "unused_tiles_nonzero":
         return _recode_layer0(data, f, _checkerboard_unused_tiles)
     if kind == "faces_in_1_0":

@@ -27,22 +27,24 @@ BLOCK = quant.TAKE_BLOCK
 
 #: The pictures of a batch: enough slots for NHWC writes of MIN_RUN channels at a time ...
 MIN_RUN = 64
-#: ... within 1/BATCH_SHARE of the output's bytes (at least one picture).
+#: ... within 1/BATCH_SHARE of the output's bytes, or MIN_BATCH_BYTES of samples when
+#: that is more (at least one picture): a batch costs a hand-over to the MD5 thread and a
+#: dequantization call, about 0.1 ms, which small pictures must share (320 pictures of
+#: 16x16 decoded 8 at a time took 1.5 times bare FFmpeg's time).
 BATCH_SHARE = 32
+MIN_BATCH_BYTES = 1 << 18
 
 
 def batch_pictures(header: LayerHeader) -> int:
-    """How many pictures a batch should hold: one picture (FFmpeg's batch decides) for NCHW,
-    where each slot is written as a whole map; for NHWC, where a batch item's channels are
-    interleaved, enough slots that each write covers up to MIN_RUN channels."""
-    if header.source_layout != SourceLayout.NHWC or header.num_channels == 1:
-        return 1
-    tiles = header.tiles_per_picture
-    want = -(-min(MIN_RUN, header.num_channels) // tiles)
+    """How many pictures a batch should hold: as many as fit in the larger of
+    1/BATCH_SHARE of the output and MIN_BATCH_BYTES; for NHWC, where a batch item's
+    channels are interleaved, no more than make each write cover up to MIN_RUN channels."""
     picture = header.picture_height * header.picture_width * (
         1 if header.sample_bit_depth == 8 else 2)
-    limit = header.output_bytes // BATCH_SHARE // max(1, picture)
-    return max(1, min(want, limit, header.num_pictures))
+    limit = max(header.output_bytes // BATCH_SHARE, MIN_BATCH_BYTES) // max(1, picture)
+    if header.source_layout == SourceLayout.NHWC and header.num_channels > 1:
+        limit = min(limit, -(-min(MIN_RUN, header.num_channels) // header.tiles_per_picture))
+    return max(1, min(limit, header.num_pictures))
 
 
 class Progressive:

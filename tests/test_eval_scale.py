@@ -426,6 +426,22 @@ def test_bootstrap_is_paired_and_seeded():
     assert r["bootstrap_failed"] == 0
     p5 = ev.point_statistics(rows, bootstrap=300, seed=5)
     p6 = ev.point_statistics(rows, bootstrap=300, seed=6)
+    # the continuous fidelity: the same KL on every input at half the bytes, -50 % in every
+    # resample; 'shifted' has twice the KL of the baseline on every input
+    kl_rows = []
+    for r in rows:
+        kl, mse = 10 ** (r["qp"] / 10 - 6), 10 ** (r["qp"] / 10 - 5)   # falls with the rate
+        kl_rows.append(dict(r, softmax_kl=kl, logit_mse=mse))
+        if r["config"] == "half":
+            kl_rows.append(dict(r, config="shifted", softmax_kl=2 * kl, logit_mse=mse))
+    got = {(r["config"], r["task"]): r for r in ev.bd_rate_intervals(kl_rows, bootstrap=100,
+                                                                      seed=5)}
+    half = got[("half", "classification_kl")]
+    assert half["bd_rate_percent"] == pytest.approx(-50.0)
+    assert half["ci_lo"] == pytest.approx(-50.0) and half["ci_hi"] == pytest.approx(-50.0)
+    assert got[("half", "classification_logit_mse")]["bd_rate_percent"] == pytest.approx(-50.0)
+    assert got[("shifted", "classification_kl")]["bd_rate_percent"] > \
+        got[("half", "classification_kl")]["bd_rate_percent"]
     assert p5 == ev.point_statistics(rows, bootstrap=300, seed=5) and p5 != p6
     assert all(p["top1_lo"] <= p["top1"] <= p["top1_hi"] for p in p5)
     # the same resamples for every point of a split, other ones for another split

@@ -189,3 +189,43 @@ def test_results_do_not_depend_on_the_worker_count():
             "detection_fidelity", "top5_agreement")
     assert [[s[k] for k in keys] for s in one["summary"]] == \
         [[s[k] for k in keys] for s in two["summary"]]
+
+
+def test_bd_rates_at_equal_softmax_kl_and_logit_mse():
+    """The continuous fidelities (issue 15): BD-rate at equal -log10(distortion).  'half'
+    needs half the rate for the same KL and MSE: -50 %; 'shifted' has 10x the KL of the
+    baseline at every rate, which is the baseline's curve one decade lower, checked against
+    metrics.bd_rate of the -log10 values computed here."""
+    import math
+    kls, mses = (1e-4, 1e-3, 1e-2, 1e-1), (1e-3, 1e-2, 1e-1, 1.0)
+    summary = []
+    for cfg, scale, kl_factor in (("baseline", 1.0, 1), ("half", 0.5, 1), ("shifted", 1.0, 10)):
+        for qp, bpe, kl, mse in zip(ev.QPS, (4, 2, 1, 0.5), kls, mses):
+            summary.append({"network": "n", "split": "s", "config": cfg, "qp": qp,
+                            "bits_per_element": bpe * scale, "classification_fidelity": None,
+                            "retrieval_fidelity": None, "detection_fidelity": None,
+                            "softmax_kl": kl * kl_factor, "logit_mse": mse})
+    rows = {(r["config"], r["task"]): r for r in ev.bd_rates(summary)}
+    assert rows[("half", "classification_kl")]["bd_rate_percent"] == pytest.approx(-50.0)
+    assert rows[("half", "classification_logit_mse")]["bd_rate_percent"] == \
+        pytest.approx(-50.0)
+    assert rows[("shifted", "classification_logit_mse")]["bd_rate_percent"] == \
+        pytest.approx(0.0, abs=1e-9)
+    from refcodec.metrics import bd_rate
+    want = bd_rate([4, 2, 1, 0.5], [-math.log10(v) for v in kls],
+                   [4, 2, 1, 0.5], [-math.log10(10 * v) for v in kls], plateau="lowest_rate")
+    assert want > 0
+    assert rows[("shifted", "classification_kl")]["bd_rate_percent"] == pytest.approx(want)
+
+
+def test_bd_rate_of_a_zero_distortion_is_refused_with_a_note():
+    summary = []
+    for cfg in ("baseline", "lossless"):
+        for qp, bpe, kl in zip(ev.QPS, (4, 2, 1, 0.5), (1e-4, 1e-3, 1e-2, 1e-1)):
+            summary.append({"network": "n", "split": "s", "config": cfg, "qp": qp,
+                            "bits_per_element": bpe, "classification_fidelity": None,
+                            "retrieval_fidelity": None, "detection_fidelity": None,
+                            "softmax_kl": 0.0 if cfg == "lossless" else kl, "logit_mse": None})
+    (row,) = ev.bd_rates(summary)
+    assert row["task"] == "classification_kl" and row["bd_rate_percent"] is None
+    assert "no finite quality" in row["note"]

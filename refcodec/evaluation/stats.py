@@ -45,6 +45,9 @@ MEASURES = {
 #: task -> the per-image measure whose mean is the task's fidelity
 FIDELITY_MEASURE = {"classification": "top1", "retrieval": "retrieval",
                     "detection": "detection"}
+#: task -> the per-image distortion whose mean's -log10 is the task's continuous fidelity
+#: (summary.DISTORTIONS)
+DISTORTION_MEASURE = {"classification_kl": "softmax_kl", "classification_logit_mse": "logit_mse"}
 DEFAULT_BOOTSTRAP = 1000
 DEFAULT_SEED = 0
 
@@ -202,7 +205,7 @@ def bd_rate_intervals(rows: Sequence[dict], anchor: str = BASELINE, *,
         n = len(common)
         idx = resamples(n, bootstrap, seed, network, split) if bootstrap else \
             np.zeros((0, n), int)
-        for task, measure in FIDELITY_MEASURE.items():
+        for task, measure in list(FIDELITY_MEASURE.items()) + list(DISTORTION_MEASURE.items()):
             if measure not in a_m[0] or measure not in t_m[0]:
                 continue
             av = np.stack([m[measure] for m in a_m])         # QPs x images
@@ -211,14 +214,16 @@ def bd_rate_intervals(rows: Sequence[dict], anchor: str = BASELINE, *,
                    "task": task, "images": n, "bd_rate_percent": None, "note": "",
                    "ci_lo": None, "ci_hi": None, "bootstrap": int(bootstrap),
                    "bootstrap_failed": 0}
+            distortion = task in DISTORTION_MEASURE
             try:
-                row["bd_rate_percent"] = _bd(a_el, a_nb, av, t_el, t_nb, tv, slice(None))
+                row["bd_rate_percent"] = _bd(a_el, a_nb, av, t_el, t_nb, tv, slice(None),
+                                             distortion)
             except ValueError as exc:
                 row["note"] = clean_note(str(exc))
             values = []
             for b in range(len(idx)):
                 try:
-                    values.append(_bd(a_el, a_nb, av, t_el, t_nb, tv, idx[b]))
+                    values.append(_bd(a_el, a_nb, av, t_el, t_nb, tv, idx[b], distortion))
                 except ValueError:
                     row["bootstrap_failed"] += 1
             if values:
@@ -235,13 +240,21 @@ def clean_note(text: str) -> str:
     return re.sub(r"\d+\.\d{5,}", lambda m: f"{float(m.group()):.4g}", text)
 
 
-def _bd(a_el, a_nb, av, t_el, t_nb, tv, sel) -> float:
+def _bd(a_el, a_nb, av, t_el, t_nb, tv, sel, distortion: bool = False) -> float:
+    """BD-rate of the resampled curves; ``distortion``: the measure is a distortion and the
+    quality is -log10 of its mean (ValueError when a mean is not positive)."""
     def curve(el, nb, v):
-        return 8 * nb[:, sel].sum(axis=1) / el[:, sel].sum(axis=1), v[:, sel].mean(axis=1)
+        value = v[:, sel].mean(axis=1)
+        if distortion:
+            if not (value > 0).all():
+                raise ValueError("a distortion of 0 has no finite quality (-log10)")
+            value = -np.log10(value)
+        return 8 * nb[:, sel].sum(axis=1) / el[:, sel].sum(axis=1), value
     ar, aq = curve(a_el, a_nb, av)
     tr, tq = curve(t_el, t_nb, tv)
     return metrics.bd_rate(ar, aq, tr, tq, plateau="lowest_rate")
 
 
-__all__ = ["MEASURES", "FIDELITY_MEASURE", "DEFAULT_BOOTSTRAP", "DEFAULT_SEED",
-           "point_statistics", "bd_rate_intervals", "query_bubble_indices", "resamples"]
+__all__ = ["MEASURES", "FIDELITY_MEASURE", "DISTORTION_MEASURE", "DEFAULT_BOOTSTRAP",
+           "DEFAULT_SEED", "point_statistics", "bd_rate_intervals", "query_bubble_indices",
+           "resamples"]

@@ -9,8 +9,11 @@ coded at); Annex A.7 gives each with the measurement that justifies it.  The tun
 * ``seed``: the seed paper's configuration (log quantizer, 8-bit, one channel per picture
   where libx265 allows it, preset medium), kept by name as the reference point; it is
   ``EncoderConfig()`` with the caller's QP, layout and verify flag, byte for byte.
-* ``efficient``: every rule (Annex A.7.1 to A.7.6): libx265 preset medium without SAO,
-  with RDOQ on tiles of at most 8x8.
+* ``efficient``: every rule (Annex A.7.1 to A.7.6): one mosaic picture per batch item
+  (dense for maps that need padding), the uniform quantizer but for non-negative layers of
+  small maps, 10-bit and clipping on small signed maps, flattening of near-constant small
+  maps, the maps ordered by their mean where the compact permutation is cheap, libx265
+  preset medium without SAO, with RDOQ on tiles of at most 8x8.
 * ``fast``: the same rules, libx265 preset medium without SAO, with 16x16 CTUs and no
   RDOQ: an encode time within 1.1x of the seed's (tools/bench_rd.py measures it).
 
@@ -35,6 +38,7 @@ from . import bitstream, packing
 from .enums import LEVELS, UnitType
 from .errors import EncoderInputError
 from .layer import MIN_PICTURE_SIDE, EncoderConfig, _as_numpy, encode_layer
+from .syntax import perm_bits
 
 TUNES = ("seed", "fast", "efficient")
 
@@ -53,11 +57,19 @@ SIGNED_FRACTION = 0.01
 #: A.7.2, A.7.3: maps of at most this many elements (16x16) are coded at 10 bits and
 #: clipped (signed layers); larger maps at 8 bits, unclipped.
 SMALL_MAP_ELEMENTS = 256
+#: A.7.2: a non-negative layer keeps the log quantizer for maps of at most this many
+#: elements; larger maps get the uniform quantizer, as signed layers do.
+LOG_MAX_ELEMENTS = SMALL_MAP_ELEMENTS
 #: A.7.4: only maps of at most this many elements (8x8) are flattened.
 FLAT_MAX_ELEMENTS = 64
 #: Flattening (A.7.4): a map whose standard deviation is below this fraction of the
-#: layer's, and below the coding noise at the QP, is replaced by its mean.
-FLAT_FRACTION = 0.15
+#: layer's is replaced by its mean (with FLAT_NOISE_CAP, only when it is also below the
+#: coding noise at the QP).
+FLAT_FRACTION = 0.25
+FLAT_NOISE_CAP = False
+#: A.7.5: the maps of a mosaic are ordered by their mean when the compact permutation
+#: (Ceil(Log2 C) bits per channel) costs at most this many bits per element.
+ORDER_MAX_BITS_PER_ELEMENT = 1 / 16
 #: Clipping candidates (A.7.3): lower and upper percentiles of the layer's values; a
 #: clipping is taken when its estimated error is below CLIP_GAIN times the unclipped one.
 CLIP_PERCENTILES = ((0.01, 99.99), (0.1, 99.9))
@@ -221,9 +233,12 @@ def choose(name: str, tensor, tune: str, base: EncoderConfig | None = None) -> C
         quantizer, bit_depth = "uniform", 10 if small else 8
         reasons.append(f"signed ({stats.negative_fraction:.1%} negative): uniform, "
                        f"{bit_depth}-bit")
+    elif h * w > LOG_MAX_ELEMENTS:
+        quantizer, bit_depth = "uniform", 8
+        reasons.append(f"non-negative, maps of {h}x{w}: uniform, 8-bit")
     else:
         quantizer, bit_depth = "log", 8
-        reasons.append("non-negative: log, 8-bit")
+        reasons.append(f"non-negative, maps of {h}x{w}: log, 8-bit")
     if not stats.maximum > stats.minimum:
         quantizer = "uniform"           # a constant tensor: the log quantizer refuses it
         reasons.append("constant: uniform")
@@ -233,7 +248,9 @@ def choose(name: str, tensor, tune: str, base: EncoderConfig | None = None) -> C
         clip = _clip_range(v, stats, base.qp, bit_depth, reasons)
     # A.7.4: flattening of near-constant maps
     lo, hi = clip if clip is not None else (stats.minimum, stats.maximum)
-    threshold = min(FLAT_FRACTION * stats.std, coding_noise(hi - lo, base.qp, bit_depth))
+    threshold = FLAT_FRACTION * stats.std
+    if FLAT_NOISE_CAP:
+        threshold = min(threshold, coding_noise(hi - lo, base.qp, bit_depth))
     map_std = stats.map_std if clip is None else np.clip(x, lo, hi).std(axis=(2, 3),
                                                                            dtype=np.float64)
     flat_maps = () if h * w > FLAT_MAX_ELEMENTS else tuple(
@@ -250,13 +267,26 @@ def choose(name: str, tensor, tune: str, base: EncoderConfig | None = None) -> C
     packing_name = "dense" if dense else "tiled" if rows * cols > 1 else "channel"
     reasons.append(f"{packing_name} mosaic {rows}x{cols} of "
                    f"{(w, h) if dense else (tw, th)} tiles")
-    # A.7.5: the channel order stays (a permutation costs 4 bytes per channel)
+    # A.7.5: in a mosaic, the maps ordered by their mean when the compact code is cheap
+    order = None
+    if rows * cols > 1 and c > 1 and perm_bits(c) <= ORDER_MAX_BITS_PER_ELEMENT * h * w * n:
+        # (flattening keeps a map's mean; clipping may move it)
+        coded = x if clip is None else np.clip(x, lo, hi)
+        order = tuple(int(i) for i in np.argsort(coded.mean(axis=(0, 2, 3), dtype=np.float64),
+                                                 kind="stable"))
+        if order == tuple(range(c)):
+            order = None
+        else:
+            reasons.append(f"maps ordered by their mean (compact permutation, "
+                           f"{perm_bits(c)} bits per channel)")
     preset, x265 = X265[tune]
     if tune == "efficient" and max(th, tw) <= RDOQ_MAX_TILE:
         x265 = ":".join((x265, RDOQ_PARAMS))
         reasons.append(f"tiles of {tw}x{th}: {RDOQ_PARAMS}")
     cfg = EncoderConfig(quantizer=quantizer, bit_depth=bit_depth, packing=packing_name,
                         tile_grid=(rows, cols) if rows * cols > 1 else None,
+                        channel_order=order,
+                        permutation_coding="compact" if order is not None else "auto",
                         preset=preset, x265_params=x265, **keep)
     return Choice(tune, cfg, clip, flat_maps, tuple(reasons))
 

@@ -37,10 +37,39 @@ def test_signed_layer_gets_the_uniform_quantizer():
         ("uniform", 8, None)
 
 
-def test_non_negative_layer_keeps_the_log_quantizer():
+def test_non_negative_layer_keeps_the_log_quantizer_on_small_maps():
     choice = tune.choose("a", relu((1, 8, 16, 16)), "efficient")
     assert (choice.config.quantizer, choice.config.bit_depth) == ("log", 8)
     assert choice.clip is None            # the log quantizer is not clipped
+    # maps above 16x16 samples (MobileNetV2 conv1: 112x112) get the uniform quantizer
+    choice = tune.choose("a", relu((1, 8, 16, 17)), "efficient")
+    assert (choice.config.quantizer, choice.config.bit_depth, choice.clip) == \
+        ("uniform", 8, None)
+    assert any("uniform" in r for r in choice.reasons)
+
+
+def test_mosaic_maps_are_ordered_by_their_mean_when_the_code_is_cheap():
+    rng = np.random.default_rng(3)
+    x = relu((1, 96, 14, 14), 1) * rng.uniform(0.1, 3, (1, 96, 1, 1)).astype(np.float32)
+    choice = tune.choose("a", x, "efficient")
+    order = choice.config.channel_order
+    assert sorted(order) == list(range(96)) and order != tuple(range(96))
+    means = x.mean(axis=(0, 2, 3), dtype=np.float64)
+    assert np.all(np.diff(means[list(order)]) >= 0)
+    assert choice.config.permutation_coding == "compact"
+    # the decoder puts the channels back: the same tensor as the unordered coding, to
+    # within the coding noise, and the order travels in the stream
+    data = refcodec.encode({"a": x}, refcodec.EncoderConfig(qp=12), tune="efficient")
+    header = refcodec.read_headers(data).layers[0].header
+    assert tuple(header.channel_permutation) == tune.choose(
+        "a", x, "efficient", refcodec.EncoderConfig(qp=12)).config.channel_order
+    y = refcodec.decode(data)["a"]
+    assert np.abs(y - x).max() < 0.05 * np.ptp(x)
+    # 1280 maps of 7x7: 11 bits a channel is above 1/16 bit per element
+    assert tune.choose("a", relu((1, 1280, 7, 7)), "efficient").config.channel_order is None
+    # already in order: nothing written
+    ordered = x[:, np.argsort(means, kind="stable")]
+    assert tune.choose("a", ordered, "efficient").config.channel_order is None
 
 
 def test_heavy_tails_are_clipped_and_light_tails_are_not():
@@ -65,7 +94,8 @@ def test_clipping_follows_the_qp():
     assert fine.clip is None and coarse.clip is not None
 
 
-def test_near_constant_maps_are_flattened_to_their_mean():
+def test_near_constant_maps_are_flattened_to_their_mean(monkeypatch):
+    monkeypatch.setattr(tune, "ORDER_MAX_BITS_PER_ELEMENT", 0)   # the map stays in its tile
     x = relu((1, 16, 8, 8), 4) + 1
     x[0, 3] = 2 + 1e-3 * np.random.default_rng(5).standard_normal((8, 8))
     choice = tune.choose("a", x, "efficient", refcodec.EncoderConfig(qp=37))

@@ -302,7 +302,8 @@ def add_parser(sub) -> None:
                      help="libx265 options added to the encoder's (e.g. sao=0:rdoq-level=2)")
     enc.add_argument("--tune", choices=["seed", "fast", "efficient"],
                      help="the choosing encoder (Annex A.7): picks each layer's quantizer, "
-                          "bit depth, clipping, flattening, packing and libx265 settings "
+                          "bit depth, clipping, flattening, packing, channel order and "
+                          "libx265 settings "
                           "from the tensor, in place of those options (--qp, --layout and "
                           "--verify stay); seed is the paper's configuration")
     enc.add_argument("--target-bytes", type=_rate_target(int), metavar="N|LAYER=N,...",

@@ -559,6 +559,16 @@ def _explain(how, *args) -> None:
                                          f"{exc}"})
 
 
+def _record(layer_id: str, found: dict | None, mismatches: list | None) -> dict | None:
+    """A mismatch analysis as the record of its layer (appended to ``mismatches``)."""
+    if found is None:
+        return None
+    found = {"layer_id": layer_id, **found}
+    if mismatches is not None:
+        mismatches.append(found)
+    return found
+
+
 def _explain_planes(array, manifest_dir, stream, layer, mismatches, diff_images) -> None:
     """The mismatch record of a layer whose pictures differ from those of the reference
     decoder (which decodes the stream here), and its difference images (one per picture
@@ -568,12 +578,9 @@ def _explain_planes(array, manifest_dir, stream, layer, mismatches, diff_images)
     lid = layer["layer_id"]
     index, header = _layer_headers(manifest_dir, stream)[lid]
     ref = decode_planes((manifest_dir / stream["file"]).read_bytes())[lid]
-    found = mismatch.analyse_planes(array, ref, header)
+    found = _record(lid, mismatch.analyse_planes(array, ref, header), mismatches)
     if found is None:
         return
-    found = {"layer_id": lid, **found}
-    if mismatches is not None:
-        mismatches.append(found)
     if diff_images is not None and array.shape == ref.shape:
         from .. import pictures
         paths = []
@@ -656,12 +663,9 @@ def _explain_tensor(got, ref, manifest_dir, stream, layer, mismatches, diff_imag
     from . import mismatch
     lid = layer["layer_id"]
     index, header = _layer_headers(manifest_dir, stream)[lid]
-    found = mismatch.analyse_tensor(got, ref, header)
+    found = _record(lid, mismatch.analyse_tensor(got, ref, header), mismatches)
     if found is None:
         return
-    found = {"layer_id": lid, **found}
-    if mismatches is not None:
-        mismatches.append(found)
     if diff_images is not None:
         shown = got
         if got.shape != ref.shape and got.ndim == 4 and got.size == ref.size:

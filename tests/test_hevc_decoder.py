@@ -164,3 +164,12 @@ def test_b_pictures_give_picture_md5s_in_output_order(rng):
     in_decoding_order = repack_access_units(pyav.encode_access_units(
         pics, 8, 30, False, "medium", backend.x265_params))[1]
     assert in_decoding_order != hashes and sorted(in_decoding_order) == sorted(hashes)
+
+
+def test_frame_threads_only_for_several_large_pictures():
+    """FFmpeg's frame threads decode different pictures at once: none for one picture,
+    however large; from FRAME_THREADS_MIN_SAMPLES samples per picture otherwise."""
+    side = int(pyav.FRAME_THREADS_MIN_SAMPLES ** 0.5)
+    assert not pyav.use_frame_threads(1, 4096, 4096)
+    assert pyav.use_frame_threads(2, side, side)
+    assert not pyav.use_frame_threads(100, side - 1, side - 1)

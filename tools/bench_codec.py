@@ -336,7 +336,7 @@ def bench_shape(name: str, shape, cfg: EncoderConfig, repeats: int, seed: int,
                                        h.picture_width, bd)
 
     decoded = dec_pictures()
-    frame_threads = h.picture_height * h.picture_width >= pyav.FRAME_THREADS_MIN_SAMPLES
+    frame_threads = pyav.use_frame_threads(h.num_pictures, h.picture_height, h.picture_width)
     frames = DECODE_FRAMES(payload, frame_threads)
 
     def dec_to_ndarray():

@@ -138,7 +138,7 @@ def decode_times(feats, repeats: int) -> list[dict]:
             data = refcodec.encode({name: f}, EncoderConfig(qp=32, **kw))
             layer = refcodec.read_headers(data).layers[0]
             h = layer.header
-            threads = h.picture_height * h.picture_width >= pyav.FRAME_THREADS_MIN_SAMPLES
+            threads = pyav.use_frame_threads(h.num_pictures, h.picture_height, h.picture_width)
 
             def ref(data=data):
                 return refcodec.decode(data)

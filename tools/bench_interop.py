@@ -42,8 +42,9 @@ def main(argv=None) -> int:
             continue
         data = (ROOT / "conformance" / s["file"]).read_bytes()
         layer = refcodec.read_headers(data).layers[0]
-        threads = layer.header.picture_width * layer.header.picture_height \
-            >= pyav.FRAME_THREADS_MIN_SAMPLES
+        threads = pyav.use_frame_threads(layer.header.num_pictures,
+                                         layer.header.picture_height,
+                                         layer.header.picture_width)
         ours, theirs = [], []
         refcodec.decode(data)          # warm up both
         bare(layer.hevc_payload, threads)

@@ -95,6 +95,14 @@ def encode_access_units(pictures: np.ndarray, bit_depth: int, qp: int, lossless:
 #: tools/bench_codec.py on 2 cores, frames taken in batches: 16x16 and 32x32 pictures
 #: decode slower with it, 56x56 about a quarter faster, 224x224 a third faster).
 FRAME_THREADS_MIN_SAMPLES = 56 * 56
+
+
+def use_frame_threads(num_pictures: int, height: int, width: int) -> bool:
+    """Whether a payload of ``num_pictures`` pictures of height x width is decoded with
+    FFmpeg's frame threads: from FRAME_THREADS_MIN_SAMPLES samples per picture, and only
+    for more than one picture (frame threads decode different pictures at once; starting
+    them for a single 224x280 picture cost 1.1 ms, about a quarter of its decode)."""
+    return num_pictures > 1 and height * width >= FRAME_THREADS_MIN_SAMPLES
 #: decode_pictures takes the decoded frames in batches of this many: with frame threads,
 #: copying each frame as it comes keeps the thread that feeds FFmpeg busy while FFmpeg's
 #: own threads want the two cores (measured: 56x56 pictures decode up to 15% slower).
@@ -315,7 +323,7 @@ class PyAVBackend:
         count = 0
         log: list = []
         try:
-            frames = iter_frames(payload, height * width >= FRAME_THREADS_MIN_SAMPLES)
+            frames = iter_frames(payload, use_frame_threads(num_pictures, height, width))
             with ffmpeg_log(log):
                 for frames_of_batch in batches(frames, batch):
                     for frame in frames_of_batch:

@@ -129,6 +129,10 @@ class Progressive:
             channels = ks if self.order is None else self.order[ks]
             offsets = (channels * size).reshape(m, 1, 1) if self.per_channel else None
             rows = h if not self.nhwc else max(1, min(h, block // (m * w)))
+            if not self.nhwc and self.order is None and offsets is None:
+                # the maps land on consecutive channels: dequantized straight into them
+                np.take(self.tables, part, out=self.out[item, ks[0]:ks[0] + m], mode="wrap")
+                continue
             for r in range(0, h, rows):
                 src = part[:, r:r + rows]                  # m x rows x W
                 count = src.size

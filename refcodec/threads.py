@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import os
 import queue
+import signal
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -53,13 +54,29 @@ def enabled() -> bool:
     return cpus >= 2
 
 
+#: Signals the helper thread blocks, so that the kernel hands them to the main thread: a
+#: process-directed signal may go to any thread that does not block it, and one that lands
+#: on the helper does not interrupt the main thread's blocking call (a Ctrl-C during a
+#: `time.sleep` or a write then waits for that call to end).
+HELPER_BLOCKED_SIGNALS = frozenset(
+    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGALRM",
+                                       "SIGUSR1", "SIGUSR2", "SIGCHLD")
+    if hasattr(signal, name))
+
+
+def _block_signals() -> None:
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_BLOCK, HELPER_BLOCKED_SIGNALS)
+
+
 def _helper() -> ThreadPoolExecutor:
     """The one helper thread, started on first use and kept (a forked child starts its own:
-    it inherits no threads)."""
+    it inherits no threads); it blocks HELPER_BLOCKED_SIGNALS."""
     global _pool
     with _pool_lock:
         if _pool is None:
-            _pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="refcodec-md5")
+            _pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="refcodec-md5",
+                                       initializer=_block_signals)
         return _pool
 
 

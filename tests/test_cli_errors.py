@@ -74,8 +74,12 @@ def test_unwritable_output_directory(tmp_path, stream, capsys):
         locked.chmod(0o755)
 
 
+# The child takes SIGINT as Python does by default whatever it inherits: a test run started
+# in the background by a shell without job control (`cmd &`) ignores SIGINT, and so would
+# the child, which is the shell's rule and not refcodec's.
 CHILD = """
-import sys, time, numpy as np
+import signal, sys, time, numpy as np
+signal.signal(signal.SIGINT, signal.default_int_handler)
 real = np.savez
 def slow(fh, **arrays):
     real(fh, **arrays)

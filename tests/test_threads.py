@@ -151,8 +151,7 @@ def _child_digests(planes):
 @pytest.mark.skipif(not hasattr(signal, "pthread_sigmask"), reason="no pthread_sigmask")
 def test_the_helper_thread_leaves_signals_to_the_main_thread():
     """A process-directed SIGINT or SIGTERM that the kernel handed to the helper would not
-    interrupt the main thread's blocking call (tests/test_cli_errors.py's signal test hung
-    so once, in a CI run): the helper blocks them."""
+    interrupt the main thread's blocking call: the helper blocks them."""
     blocked = threads._helper().submit(signal.pthread_sigmask, signal.SIG_BLOCK, ()).result()
     assert {signal.SIGINT, signal.SIGTERM, signal.SIGHUP} <= set(blocked)
     assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, ())   # this thread

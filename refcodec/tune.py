@@ -248,11 +248,11 @@ def choose(name: str, tensor, tune: str, base: EncoderConfig | None = None) -> C
         clip = _clip_range(v, stats, base.qp, bit_depth, reasons)
     # A.7.4: flattening of near-constant maps
     lo, hi = clip if clip is not None else (stats.minimum, stats.maximum)
+    clipped = x if clip is None else np.clip(x, lo, hi)     # the values as they are coded
     threshold = FLAT_FRACTION * stats.std
     if FLAT_NOISE_CAP:
         threshold = min(threshold, coding_noise(hi - lo, base.qp, bit_depth))
-    map_std = stats.map_std if clip is None else np.clip(x, lo, hi).std(axis=(2, 3),
-                                                                           dtype=np.float64)
+    map_std = stats.map_std if clip is None else clipped.std(axis=(2, 3), dtype=np.float64)
     flat_maps = () if h * w > FLAT_MAX_ELEMENTS else tuple(
         int(i) for i in np.flatnonzero((map_std < threshold) & (map_std > 0)))
     if flat_maps:
@@ -271,9 +271,8 @@ def choose(name: str, tensor, tune: str, base: EncoderConfig | None = None) -> C
     order = None
     if rows * cols > 1 and c > 1 and perm_bits(c) <= ORDER_MAX_BITS_PER_ELEMENT * h * w * n:
         # (flattening keeps a map's mean; clipping may move it)
-        coded = x if clip is None else np.clip(x, lo, hi)
-        order = tuple(int(i) for i in np.argsort(coded.mean(axis=(0, 2, 3), dtype=np.float64),
-                                                 kind="stable"))
+        order = tuple(int(i) for i in np.argsort(
+            clipped.mean(axis=(0, 2, 3), dtype=np.float64), kind="stable"))
         if order == tuple(range(c)):
             order = None
         else:

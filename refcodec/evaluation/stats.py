@@ -46,7 +46,8 @@ MEASURES = {
 FIDELITY_MEASURE = {"classification": "top1", "retrieval": "retrieval",
                     "detection": "detection"}
 #: task -> the per-image distortion whose mean's -log10 is the task's continuous fidelity
-#: (summary.DISTORTIONS)
+#: (issue 15: top-1 over a few dozen inputs moves in steps that make most BD-rates n/a or
+#: noise); summary.bd_rates uses the point's mean of the same distortion
 DISTORTION_MEASURE = {"classification_kl": "softmax_kl", "classification_logit_mse": "logit_mse"}
 DEFAULT_BOOTSTRAP = 1000
 DEFAULT_SEED = 0
@@ -240,15 +241,23 @@ def clean_note(text: str) -> str:
     return re.sub(r"\d+\.\d{5,}", lambda m: f"{float(m.group()):.4g}", text)
 
 
+def quality_of_distortion(values) -> np.ndarray:
+    """-log10 of each distortion (larger is better); ValueError for a distortion that is not
+    positive (a lossless point has no finite quality)."""
+    v = np.asarray(values, dtype=np.float64)
+    bad = ~(v > 0)
+    if bad.any():
+        raise ValueError(f"a distortion of {v[bad][0]:g} has no finite quality (-log10)")
+    return -np.log10(v)
+
+
 def _bd(a_el, a_nb, av, t_el, t_nb, tv, sel, distortion: bool = False) -> float:
     """BD-rate of the resampled curves; ``distortion``: the measure is a distortion and the
-    quality is -log10 of its mean (ValueError when a mean is not positive)."""
+    quality is -log10 of its mean (quality_of_distortion)."""
     def curve(el, nb, v):
         value = v[:, sel].mean(axis=1)
         if distortion:
-            if not (value > 0).all():
-                raise ValueError("a distortion of 0 has no finite quality (-log10)")
-            value = -np.log10(value)
+            value = quality_of_distortion(value)
         return 8 * nb[:, sel].sum(axis=1) / el[:, sel].sum(axis=1), value
     ar, aq = curve(a_el, a_nb, av)
     tr, tq = curve(t_el, t_nb, tv)
@@ -257,4 +266,4 @@ def _bd(a_el, a_nb, av, t_el, t_nb, tv, sel, distortion: bool = False) -> float:
 
 __all__ = ["MEASURES", "FIDELITY_MEASURE", "DISTORTION_MEASURE", "DEFAULT_BOOTSTRAP",
            "DEFAULT_SEED", "point_statistics", "bd_rate_intervals", "query_bubble_indices",
-           "resamples"]
+           "quality_of_distortion", "resamples"]

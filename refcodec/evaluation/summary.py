@@ -3,8 +3,6 @@ BD-rates against the baseline, the Fig. 5 comparison with the input image."""
 
 from __future__ import annotations
 
-import math
-
 from collections import defaultdict
 from collections.abc import Sequence
 
@@ -13,7 +11,7 @@ import numpy as np
 from .. import metrics
 from .configs import BASELINE
 from .jobs import input_image, jpeg_size  # noqa: F401 (re-exported)
-from .stats import DISTORTION_MEASURE
+from .stats import DISTORTION_MEASURE, quality_of_distortion
 from .stats import clean_note as _clean_note
 from .stats import query_bubble_indices
 
@@ -86,21 +84,6 @@ def aggregate(rows: Sequence[dict], references: np.ndarray | None) -> list[dict]
 
 FIDELITIES = {"classification": "classification_fidelity", "retrieval": "retrieval_fidelity",
               "detection": "detection_fidelity"}
-#: Continuous fidelities of classification (issue 15: top-1 over a few dozen inputs moves in
-#: steps that make most BD-rates n/a or noise): task -> the point's distortion, whose BD-rate
-#: is taken at equal -log10(distortion).
-DISTORTIONS = DISTORTION_MEASURE
-
-
-def quality_of_distortion(values) -> list[float]:
-    """-log10 of each distortion (larger is better); ValueError for a distortion that is not
-    positive (a lossless point has no finite quality)."""
-    out = []
-    for v in values:
-        if not v > 0:
-            raise ValueError(f"a distortion of {v} has no finite quality (-log10)")
-        out.append(-math.log10(v))
-    return out
 
 
 def bd_rates(summary: Sequence[dict], anchor: str = BASELINE) -> list[dict]:
@@ -115,30 +98,22 @@ def bd_rates(summary: Sequence[dict], anchor: str = BASELINE) -> list[dict]:
         if config == anchor or (network, split, anchor) not in curves:
             continue
         base = curves[(network, split, anchor)]
-        for task, key in FIDELITIES.items():
-            if pts[0][key] is None:
+        # the task fidelities as they are; the distortions at equal -log10 (Annex C.5)
+        tasks = [(t, k, False) for t, k in FIDELITIES.items()] + \
+            [(t, k, True) for t, k in DISTORTION_MEASURE.items()]
+        for task, key, distortion in tasks:
+            if (any(p.get(key) is None for p in base + pts) if distortion
+                    else pts[0][key] is None):
                 continue
             row = {"network": network, "split": split, "config": config, "anchor": anchor,
                    "task": task, "bd_rate_percent": None, "note": ""}
             try:
+                qa, qt = [p[key] for p in base], [p[key] for p in pts]
+                if distortion:
+                    qa, qt = quality_of_distortion(qa), quality_of_distortion(qt)
                 row["bd_rate_percent"] = metrics.bd_rate(
-                    [p["bits_per_element"] for p in base], [p[key] for p in base],
-                    [p["bits_per_element"] for p in pts], [p[key] for p in pts],
-                    plateau="lowest_rate")
-            except ValueError as exc:
-                row["note"] = _clean_note(str(exc))
-            out.append(row)
-        for task, key in DISTORTIONS.items():
-            if any(p.get(key) is None for p in base + pts):
-                continue
-            row = {"network": network, "split": split, "config": config, "anchor": anchor,
-                   "task": task, "bd_rate_percent": None, "note": ""}
-            try:
-                row["bd_rate_percent"] = metrics.bd_rate(
-                    [p["bits_per_element"] for p in base],
-                    quality_of_distortion([p[key] for p in base]),
-                    [p["bits_per_element"] for p in pts],
-                    quality_of_distortion([p[key] for p in pts]), plateau="lowest_rate")
+                    [p["bits_per_element"] for p in base], qa,
+                    [p["bits_per_element"] for p in pts], qt, plateau="lowest_rate")
             except ValueError as exc:
                 row["note"] = _clean_note(str(exc))
             out.append(row)

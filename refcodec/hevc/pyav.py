@@ -103,6 +103,8 @@ def use_frame_threads(num_pictures: int, height: int, width: int) -> bool:
     for more than one picture (frame threads decode different pictures at once; starting
     them for a single 224x280 picture cost 1.1 ms, about a quarter of its decode)."""
     return num_pictures > 1 and height * width >= FRAME_THREADS_MIN_SAMPLES
+
+
 #: decode_pictures takes the decoded frames in batches of this many: with frame threads,
 #: copying each frame as it comes keeps the thread that feeds FFmpeg busy while FFmpeg's
 #: own threads want the two cores (measured: 56x56 pictures decode up to 15% slower).

@@ -55,11 +55,13 @@ class SourceDtype(enum.IntEnum):
 
 
 class QuantizerType(enum.IntEnum):
-    """quantizer_type (clause 8.3.6).  3..255 are reserved."""
+    """quantizer_type (clause 8.3.6).  4..255 are reserved; SQRT (format 1.2) is reserved
+    in a stream whose version_minor is below 2."""
 
     UNIFORM = 0
     LOG = 1
     INTEGER = 2
+    SQRT = 3
 
 
 class PackingType(enum.IntEnum):

@@ -37,8 +37,10 @@ class EncoderConfig:
     """Settings of the informative encoder for one layer (Annex A).
 
     qp          HEVC slice QP, 0..51 (ignored when lossless)
-    quantizer   "log" (the paper's Eq. 5/6), "uniform" (min-max) or "integer" (exact, for
-                integer-valued tensors whose range fits the bit depth)
+    quantizer   "log" (the paper's Eq. 5/6), "uniform" (min-max), "sqrt" (format 1.2,
+                quantizer_type 3: min-max with levels finest near max, for non-negative
+                maps) or "integer" (exact, for integer-valued tensors whose range fits the
+                bit depth)
     bit_depth   8, 10 or 12
     per_channel one parameter set per channel instead of one per tensor
     packing     "auto" (one channel per picture when the padded map is at least 16x16,

@@ -4,15 +4,18 @@
 are the informative encoder side (Annex A).  Arithmetic follows clause 4.4: every
 operation of the dequantization is an IEEE 754 binary64 operation with round to nearest,
 ties to even, in the order written; the binary64 result is rounded to binary32 and then to
-the source dtype.  The uniform and integer quantizers are therefore bit-exact across
-conforming decoders; the log quantizer involves exp2/log2, whose last bit may vary between
-math libraries (the reason for the tolerance tier of clause 12.3).
+the source dtype.  The uniform, square-root and integer quantizers are therefore bit-exact
+across conforming decoders (IEEE 754 requires squareRoot to be correctly rounded); the log
+quantizer involves exp2/log2, whose last bit may vary between math libraries (the reason for
+the tolerance tier of clause 12.3).
 
 Quantizer types (clause 8.3.6), with D = 2**bit_depth - 1 and q in 0..D:
 
 * uniform: x = min + (q * (max - min)) / D
 * log (the paper's Eq. 5/6): L = log2((max - min) + 1);  x = min + (exp2((q * L) / D) - 1)
 * integer: x = q + offset
+* sqrt (format 1.2): x = min + (max - min) * sqrt(q / D): levels finest near max, coarsest
+  near min (for non-negative maps whose small values matter least, Annex A.7.2)
 """
 
 from __future__ import annotations
@@ -21,8 +24,8 @@ import numpy as np
 
 from .records import QuantParams as ParamSet
 
-UNIFORM, LOG, INTEGER = 0, 1, 2
-QUANTIZER_NAMES = {"uniform": UNIFORM, "log": LOG, "integer": INTEGER}
+UNIFORM, LOG, INTEGER, SQRT = 0, 1, 2, 3
+QUANTIZER_NAMES = {"uniform": UNIFORM, "log": LOG, "integer": INTEGER, "sqrt": SQRT}
 
 
 class QuantizerInputError(ValueError):
@@ -42,6 +45,8 @@ def reconstruction_table(qtype: int, params: ParamSet, bit_depth: int) -> np.nda
     if qtype == LOG:
         span = np.log2((hi - lo) + np.float64(1.0))
         return lo + (np.exp2((q * span) / d) - np.float64(1.0))
+    if qtype == SQRT:
+        return lo + (hi - lo) * np.sqrt(q / d)
     raise ValueError(f"unknown quantizer type {qtype}")
 
 
@@ -230,6 +235,10 @@ def _quantize_one(x: np.ndarray, qtype: int, p: ParamSet, bit_depth: int) -> np.
     v = x.astype(np.float64) - lo
     if qtype == UNIFORM:
         v *= d / (hi - lo)
+    elif qtype == SQRT:         # the inverse of the reconstruction: D * ((x - min) / range)^2
+        v /= hi - lo
+        np.square(v, out=v)
+        v *= d
     else:
         span = np.log2((hi - lo) + 1.0)
         if span == 0:   # max - min <= 2**-53: every q would decode to min (choose_params)

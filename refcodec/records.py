@@ -86,9 +86,10 @@ class LayerHeader:
 
     @property
     def uses_format12(self) -> bool:
-        """Whether the layer uses the syntax of version 1.2 (a layer_header_ext unit or
-        packing_type 2), which needs version_minor 2 (clause 8.1.2)."""
-        return self.has_ext or self.packing_type == PackingType.DENSE
+        """Whether the layer uses the syntax of version 1.2 (a layer_header_ext unit,
+        packing_type 2 or quantizer_type 3), which needs version_minor 2 (clause 8.1.2)."""
+        return (self.has_ext or self.packing_type == PackingType.DENSE
+                or self.quantizer_type == QuantizerType.SQRT)
 
     @property
     def param_format_value(self) -> ParamFormat:

@@ -10,10 +10,12 @@ coded at); Annex A.7 gives each with the measurement that justifies it.  The tun
   where libx265 allows it, preset medium), kept by name as the reference point; it is
   ``EncoderConfig()`` with the caller's QP, layout and verify flag, byte for byte.
 * ``efficient``: every rule (Annex A.7.1 to A.7.6): one mosaic picture per batch item
-  (dense for maps that need padding), the uniform quantizer but for non-negative layers of
-  small maps, 10-bit and clipping on small signed maps, flattening of near-constant small
-  maps, the maps ordered by their mean where the compact permutation is cheap, libx265
-  preset medium without SAO, with RDOQ on tiles of at most 8x8.
+  (dense for maps that need padding), the uniform quantizer for signed layers, the
+  square-root quantizer (format 1.2) for non-negative layers of large maps without a heavy
+  tail and the log quantizer for those of small maps, 10-bit and clipping on small signed
+  maps, flattening of near-constant small maps, the maps ordered by their mean where the
+  compact permutation is cheap, libx265 preset medium without SAO, with RDOQ on tiles of at
+  most 8x8.
 * ``fast``: the same rules, libx265 preset medium without SAO, with 16x16 CTUs and no
   RDOQ: an encode time within 1.1x of the seed's (tools/bench_rd.py measures it).
 
@@ -58,8 +60,16 @@ SIGNED_FRACTION = 0.01
 #: clipped (signed layers); larger maps at 8 bits, unclipped.
 SMALL_MAP_ELEMENTS = 256
 #: A.7.2: a non-negative layer keeps the log quantizer for maps of at most this many
-#: elements; larger maps get the uniform quantizer, as signed layers do.
+#: elements; larger maps get LARGE_NONNEGATIVE_QUANTIZER, 8-bit.
 LOG_MAX_ELEMENTS = SMALL_MAP_ELEMENTS
+#: A.7.2: the quantizer of non-negative layers with maps larger than LOG_MAX_ELEMENTS: the
+#: square-root quantizer (format 1.2, quantizer_type 3), whose levels are finest at the
+#: top of the range ("uniform": the rule of format 1.1 streams, an ablation of the benchmark),
+#: when less than SQRT_MAX_BELOW_FIRST of the values lie below its first level above the
+#: minimum, (max - min) / sqrt(D); otherwise (a heavy tail, most values in that first step)
+#: the uniform quantizer.
+LARGE_NONNEGATIVE_QUANTIZER = "sqrt"
+SQRT_MAX_BELOW_FIRST = 0.5
 #: A.7.4: only maps of at most this many elements (8x8) are flattened.
 FLAT_MAX_ELEMENTS = 64
 #: Flattening (A.7.4): a map whose standard deviation is below this fraction of the
@@ -234,8 +244,15 @@ def choose(name: str, tensor, tune: str, base: EncoderConfig | None = None) -> C
         reasons.append(f"signed ({stats.negative_fraction:.1%} negative): uniform, "
                        f"{bit_depth}-bit")
     elif h * w > LOG_MAX_ELEMENTS:
-        quantizer, bit_depth = "uniform", 8
-        reasons.append(f"non-negative, maps of {h}x{w}: uniform, 8-bit")
+        quantizer, bit_depth = LARGE_NONNEGATIVE_QUANTIZER, 8
+        why = ""
+        if quantizer == "sqrt":
+            first = stats.minimum + (stats.maximum - stats.minimum) / math.sqrt(255)
+            below = float(np.count_nonzero(v < first)) / v.size
+            if below >= SQRT_MAX_BELOW_FIRST:
+                quantizer = "uniform"
+            why = f" ({below:.0%} of the values below the first square-root level)"
+        reasons.append(f"non-negative, maps of {h}x{w}{why}: {quantizer}, 8-bit")
     else:
         quantizer, bit_depth = "log", 8
         reasons.append(f"non-negative, maps of {h}x{w}: log, 8-bit")

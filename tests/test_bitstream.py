@@ -16,7 +16,7 @@ from refcodec.enums import (DTYPE_INFO, LEVELS, PackingType, PadMode, QuantizerT
                             SourceLayout, UnitType)
 from refcodec.errors import (BitstreamError, ConformanceViolation, SyntaxViolation,
                              UnsupportedFeature)
-from refcodec.records import LayerHeader, QuantParams, StreamHeader
+from refcodec.records import LayerHeader, QuantParams, StreamHeader, version_minor_of
 
 MD5 = bytes(range(16))
 PAYLOAD = b"\x00\x00\x00\x01\x40\x01payload"
@@ -36,7 +36,9 @@ def header(**kw) -> LayerHeader:
 
 def stream(*layer_headers, num_layers=None, level=10, extra_units=()):
     layer_headers = layer_headers or (header(),)
-    sh = StreamHeader(1, 0, 1, level, len(layer_headers) if num_layers is None else num_layers)
+    # the version an encoder writes: 1.2 for a layer of quantizer_type 3, else 1.0
+    sh = StreamHeader(1, version_minor_of(layer_headers, False), 1, level,
+                      len(layer_headers) if num_layers is None else num_layers)
     return build_stream(sh, [(h, MD5, PAYLOAD) for h in layer_headers], list(extra_units))
 
 
@@ -544,7 +546,7 @@ def construct_layer_header(payload: bytes):
     import construct
     try:
         fixed = bitstream.fast.LAYER_HEADER_FIXED.parse(payload)
-        if fixed.quantizer_type not in (0, 1, 2):
+        if fixed.quantizer_type not in (0, 1, 2, 3):
             return "unknown"
         buffer = io.BytesIO(payload)
         full = syntax.layer_header.parse_stream(buffer)

@@ -264,7 +264,7 @@ def _small_stream():
 @pytest.mark.parametrize("kwargs,message", [
     (dict(qp=52), "qp shall be an integer in 0..51, got 52"),
     (dict(qp=True), "qp shall be an integer in 0..51, got True"),
-    (dict(quantizer="cubic"), "quantizer shall be one of uniform, log, integer, got 'cubic'"),
+    (dict(quantizer="cubic"), "quantizer shall be one of uniform, log, integer, sqrt, got 'cubic'"),
     (dict(bit_depth=9), "bit_depth shall be 8, 10 or 12, got 9"),
     (dict(packing="spiral"), "packing shall be auto, channel, tiled or dense, got 'spiral'"),
     (dict(tile_grid=(2, 2)), "tile_grid needs packing='tiled' or 'dense'"),

@@ -289,7 +289,7 @@ def test_every_feature_value_is_in_the_suite():
     """Each value of each enumerated element, and the listed special cases, occurs."""
     layers = [layer for s in TABLE_VALID for layer in s["layers"]]
     features = [s["features"] for s in TABLE_VALID]
-    assert {x["quantizer"] for x in layers} == {"log", "uniform", "integer"}
+    assert {x["quantizer"] for x in layers} == {"log", "uniform", "integer", "sqrt"}
     assert {x["bit_depth"] for x in layers} == {8, 10, 12}
     assert {x["dtype"] for x in layers} == {"float32", "float16", "bfloat16"}
     assert {x["layout"] for x in layers} == {"NCHW", "NHWC"}
@@ -395,7 +395,7 @@ def test_tolerance_of_a_header():
 
 def test_correctly_rounded_reference():
     """The decimal log2/exp2 reference of clause 12.3 agrees with refcodec's numpy
-    dequantization on the clause 9.4.4 example, and is within the tolerance of it."""
+    dequantization on the clause 9.4.5 example, and is within the tolerance of it."""
     from refcodec.quant import output_table
     p = QuantParams(min_value=0.0, max_value=10.0)
     exact = conf.correctly_rounded_log_table(p, 8, SourceDtype.FLOAT32)
@@ -597,7 +597,9 @@ def test_generator_default_invalid_list(tmp_path):
                             "offset_out_of_range", "level_too_low",
                             "hevc_lossless_implicit_rdpcm", "hevc_lossless_transform_skip_rotation",
                             "hevc_rasl_not_output"} | face_alterations | {
-                                # format 1.2: a dense layer, a layer_header_ext unit
+                                # format 1.2: a dense layer, a layer_header_ext unit, a
+                                # square-root layer, a version 1.2 stream
+                                "sqrt_in_version_1_1", "quantizer_type_reserved_1_2",
                                 "dense_single_tile", "dense_pad_not_multiple_of_8",
                                 "dense_pad_right_not_multiple_of_8",
                                 "dense_in_version_1_1", "layer_header_ext_in_version_1_1",

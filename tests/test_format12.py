@@ -322,7 +322,7 @@ def _decoder_1_1_refuses(data: bytes) -> str | None:
     """What a decoder of version 1.1 refuses in ``data`` (its own reading, written here
     independently of refcodec's reader: the unit types and the layer_header() layout of
     version 1.1), or None when it would decode the stream."""
-    known_units, known_packing = {1, 2, 3, 4, 255}, {0, 1}
+    known_units, known_packing, known_quantizers = {1, 2, 3, 4, 255}, {0, 1}, {0, 1, 2}
     pos = syntax.STREAM_HEADER_SIZE
     while pos < len(data):
         unit_type, flags, length = struct.unpack_from(">BBI", data, pos)
@@ -334,6 +334,8 @@ def _decoder_1_1_refuses(data: bytes) -> str | None:
             p = 1 + payload[0]
             c = struct.unpack_from(">I", payload, p + 6)[0]
             qtype, lflags = payload[p + 19], payload[p + 20]
+            if qtype not in known_quantizers:
+                return f"quantizer_type {qtype}"
             p += 21 + (c if lflags & 0x80 else 1) * (4 if qtype == 2 else 8)
             p += 4 * c if lflags & 0x40 else 0
             if payload[p] not in known_packing:

@@ -20,17 +20,19 @@ def scalar_reference(qtype, p, depth, q):
         return q + p.offset_value
     if qtype == quant.UNIFORM:
         return p.min_value + (q * (p.max_value - p.min_value)) / d
+    if qtype == quant.SQRT:       # math.sqrt is IEEE 754 squareRoot, correctly rounded
+        return p.min_value + (p.max_value - p.min_value) * math.sqrt(q / d)
     span = math.log2((p.max_value - p.min_value) + 1.0)
     return p.min_value + (2.0 ** ((q * span) / d) - 1.0)
 
 
-@pytest.mark.parametrize("qtype", [quant.UNIFORM, quant.LOG])
+@pytest.mark.parametrize("qtype", [quant.UNIFORM, quant.LOG, quant.SQRT])
 @pytest.mark.parametrize("depth", [8, 10, 12])
 def test_table_matches_scalar_reference(qtype, depth):
     p = QuantParams(min_value=float(np.float32(-0.731)), max_value=float(np.float32(17.25)))
     table = quant.reconstruction_table(qtype, p, depth)
     ref = np.array([scalar_reference(qtype, p, depth, q) for q in range(1 << depth)])
-    if qtype == quant.UNIFORM:
+    if qtype in (quant.UNIFORM, quant.SQRT):
         assert np.array_equal(table, ref)          # only correctly rounded operations
     else:
         # exp2/log2 may differ in the last bit between math libraries: allow a few ulps of
@@ -39,7 +41,7 @@ def test_table_matches_scalar_reference(qtype, depth):
         assert np.all(np.abs(table - ref) <= slack)
 
 
-@pytest.mark.parametrize("qtype", [quant.UNIFORM, quant.LOG])
+@pytest.mark.parametrize("qtype", [quant.UNIFORM, quant.LOG, quant.SQRT])
 def test_end_points_exact(qtype):
     p = QuantParams(min_value=-2.5, max_value=3.75)
     t = quant.reconstruction_table(qtype, p, 8)
@@ -47,7 +49,7 @@ def test_end_points_exact(qtype):
     assert abs(t[255] - 3.75) < 1e-14
 
 
-@pytest.mark.parametrize("qtype", [quant.UNIFORM, quant.LOG])
+@pytest.mark.parametrize("qtype", [quant.UNIFORM, quant.LOG, quant.SQRT])
 def test_constant_tensor(qtype):
     x = np.full((2, 3, 4, 5), 1e-20, dtype=np.float32)
     params = quant.choose_params(x, qtype, 8, per_channel=False)
@@ -108,6 +110,11 @@ def error_bound(qtype, p, depth, x):
         return 0.0
     if qtype == quant.UNIFORM:
         return (hi - lo) / d / 2 * (1 + 1e-9) + 1e-6 * max(abs(lo), abs(hi))
+    if qtype == quant.SQRT:
+        # half a step in the squared domain, D * t^2, on either side of t
+        t, h = (x - lo) / (hi - lo), 0.5 / d
+        step = max(math.sqrt(t * t + h) - t, t - math.sqrt(max(t * t - h, 0.0)))
+        return (hi - lo) * step * (1 + 1e-6) + 1e-6 * max(abs(lo), abs(hi))
     span = math.log2(hi - lo + 1)
     # half a step in the log domain around x, plus the binary64 rounding of (x - min) + 1,
     # which limits the log quantizer's resolution when max - min is small next to 1
@@ -116,7 +123,7 @@ def error_bound(qtype, p, depth, x):
 
 
 @given(st.lists(st.floats(-1e4, 1e4, width=32), min_size=1, max_size=64),
-       st.sampled_from([quant.UNIFORM, quant.LOG]), st.sampled_from([8, 10, 12]))
+       st.sampled_from([quant.UNIFORM, quant.LOG, quant.SQRT]), st.sampled_from([8, 10, 12]))
 @settings(max_examples=300)
 def test_round_trip_within_bound(values, qtype, depth):
     x = np.array(values, dtype=np.float32).reshape(1, 1, 1, -1)
@@ -202,3 +209,18 @@ def test_dequantize_refuses_uint16_samples_above_8_bits(per_channel):
     q[0, 1, 2, quant.TAKE_BLOCK + 3] = 255
     assert quant.dequantize(q, quant.UNIFORM, [p] * (2 if per_channel else 1), 8)[
         0, 1, 2, quant.TAKE_BLOCK + 3] == 1.0
+
+
+@pytest.mark.parametrize("depth", [8, 10, 12])
+@pytest.mark.parametrize("lo, hi", [(0.0, 6.0), (-3.5, 17.25), (1e-3, 1e-3 + 2.0 ** -10)])
+def test_sqrt_levels_quantize_to_themselves(depth, lo, hi):
+    """Every output value of the square-root quantizer (clause 9.4.4), coded again by the
+    encoder (Annex A.1), gives back its own sample value; levels are finest at the top."""
+    p = QuantParams(min_value=float(np.float32(lo)), max_value=float(np.float32(hi)))
+    values = quant.output_table(quant.SQRT, p, depth, np.float32)
+    q = quant.quantize(values.reshape(1, 1, 1, -1), quant.SQRT, [p], depth).ravel()
+    assert np.array_equal(q, np.arange(1 << depth))
+    steps = np.diff(quant.reconstruction_table(quant.SQRT, p, depth))
+    assert np.all(np.diff(steps) < 0)          # each step smaller than the one below it
+    d = (1 << depth) - 1
+    assert steps[0] == pytest.approx((p.max_value - p.min_value) / math.sqrt(d), rel=1e-12)

@@ -46,7 +46,7 @@ TUNES = ("seed", "fast", "efficient")
 def _variant(overrides=None, **change):
     """An ablation of the efficient tune: its choice for the layer, chosen with the
     module constants of refcodec.tune in ``overrides`` and then with ``change`` applied
-    (quantizer and bit depth only where the layer is uniform-quantized)."""
+    (quantizer and bit depth only where the layer is uniform- or square-root-quantized)."""
     def make(name, f, qp):
         saved = {k: getattr(tuning, k) for k in overrides or {}}
         try:
@@ -61,9 +61,9 @@ def _variant(overrides=None, **change):
         flat = fields.pop("flat_maps", choice.flat_maps)
         if callable(fields.get("x265_params")):
             fields["x265_params"] = fields["x265_params"](cfg.x265_params)
-        if "bit_depth" in fields and cfg.quantizer != "uniform":
+        if "bit_depth" in fields and cfg.quantizer not in ("uniform", "sqrt"):
             fields.pop("bit_depth")
-        if fields.get("quantizer") == "log" and cfg.quantizer != "uniform":
+        if fields.get("quantizer") == "log" and cfg.quantizer not in ("uniform", "sqrt"):
             fields.pop("quantizer")
         return dataclasses.replace(choice, config=dataclasses.replace(cfg, **fields),
                                    clip=clip, flat_maps=flat)
@@ -85,6 +85,7 @@ VARIANTS = {
     "10-bit": _variant(bit_depth=10),
     "no-mosaic": _variant(packing="auto", tile_grid=None),
     "log-large": _variant({"LOG_MAX_ELEMENTS": 1 << 62}),
+    "uniform-large": _variant({"LARGE_NONNEGATIVE_QUANTIZER": "uniform"}),
     "flat-capped": _variant({"FLAT_FRACTION": 0.15, "FLAT_NOISE_CAP": True}),
     "no-order": _variant({"ORDER_MAX_BITS_PER_ELEMENT": 0.0}),
     "order-all": _variant({"ORDER_MAX_BITS_PER_ELEMENT": float("inf")}),

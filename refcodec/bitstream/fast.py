@@ -78,7 +78,7 @@ def fast_layer_header(payload: bytes, unit_type: int = 1):
         return None
     (layout, dtype, batch, channels, height, width, depth, qtype,
      flags) = _LAYER_HEADER_MIDDLE.unpack_from(payload, pos)
-    if qtype not in (0, 1, 2):
+    if qtype not in (0, 1, 2, 3):
         return None
     per_channel, permuted = bool(flags & 0x80), bool(flags & 0x40)
     pos += _LAYER_HEADER_MIDDLE.size

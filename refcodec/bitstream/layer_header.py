@@ -76,6 +76,10 @@ def _fixed_fields(reader, f: Located) -> str:
                   "quantizer_type": "8.3.6"}[name]
         if c[name] not in enum.__members__.values():
             f.stop(UnsupportedFeature, clause, f"{name} {c[name]} is reserved", name)
+    if c.quantizer_type == QuantizerType.SQRT \
+            and reader.version_minor < syntax.FORMAT12_VERSION_MINOR:
+        # reserved below 1.2: refused as a decoder of version 1.0 or 1.1 refuses it
+        f.stop(UnsupportedFeature, "8.3.6", "quantizer_type 3 is reserved", "quantizer_type")
     for name in ("batch_size", "num_channels", "height", "width"):
         if c[name] < 1:
             f.stop(ConformanceViolation, "8.3.4", f"{name} shall be at least 1, got 0", name)

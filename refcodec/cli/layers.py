@@ -276,7 +276,9 @@ def add_parser(sub) -> None:
     enc.add_argument("-o", "--output", required=True, help="output .vfc file")
     d = EncoderConfig()
     enc.add_argument("--qp", type=int, default=d.qp, help="HEVC slice QP 0..51 (default 22)")
-    enc.add_argument("--quantizer", choices=["log", "uniform", "integer"], default=d.quantizer)
+    enc.add_argument("--quantizer", choices=["log", "uniform", "sqrt", "integer"],
+                     default=d.quantizer,
+                     help="sample quantizer (clause 9.4; sqrt is format 1.2)")
     enc.add_argument("--bit-depth", type=int, choices=[8, 10, 12], default=d.bit_depth)
     enc.add_argument("--per-channel", action="store_true",
                      help="one quantizer parameter set per channel")

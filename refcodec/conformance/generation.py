@@ -164,7 +164,7 @@ def exercised_clauses(stream: Stream) -> list[str]:
     for layer in stream.layers:
         h = layer.header
         found.add({QuantizerType.UNIFORM: "9.4.1", QuantizerType.LOG: "9.4.2",
-                   QuantizerType.INTEGER: "9.4.3"}[h.quantizer_type])
+                   QuantizerType.INTEGER: "9.4.3", QuantizerType.SQRT: "9.4.4"}[h.quantizer_type])
         if h.source_layout != SourceLayout.NCHW:
             found |= {"8.3.2", "9.5"}
         if h.source_dtype != SourceDtype.FLOAT32:

@@ -173,7 +173,8 @@ layer_header = Struct(
     "quant_params" / Array(
         Expr(lambda ctx: ctx.num_channels if ctx.layer_flags.per_channel_quant_flag else 1,
              "per_channel_quant_flag ? num_channels : 1"),
-        Switch(this.quantizer_type, {0: minmax_params, 1: minmax_params, 2: offset_params}),
+        Switch(this.quantizer_type, {0: minmax_params, 1: minmax_params, 2: offset_params,
+                                     3: minmax_params}),
     ) * "8.3.7",
     "channel_permutation" / If(
         Expr(lambda ctx: ctx.layer_flags.channel_permutation_flag

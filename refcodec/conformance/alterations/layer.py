@@ -243,8 +243,23 @@ _alteration("width_zero", "8.3.4-d", "width 0 (pad_right 8: the coded tile keeps
     lambda data, s: _change_layer0(s, width=0, pad_right=8))
 _alteration("sample_bit_depth", "8.3.5-a", "reserved sample_bit_depth 9")(
     lambda data, s: _change_layer0(s, sample_bit_depth=9))
-_alteration("quantizer_type", "8.3.6-a", "reserved quantizer_type 3")(
-    lambda data, s: _change_layer0(s, quantizer_type=3))
+def _quantizer_type_without_params(data: bytes, s: Stream) -> bytes:
+    """quantizer_type 3 in layer 0's layer_header() and no quant_params(): the bytes a
+    writer of version 1.0 or 1.1 made, whose syntax has no parameter set for a value it does
+    not know (the stream of this alteration is unchanged since version 1.0; version 1.2 gives
+    quantizer_type 3 a minmax_params() set, and a reader refuses the value below 1.2 before
+    it reads the parameters)."""
+    unit, payload = _layer0_header_unit(data)
+    h = s.layers[0].header
+    at = 1 + payload[0] + 1 + 1 + 16 + 1          # quantizer_type (clause 7.3)
+    params = len(h.quant_params) * (4 if h.quantizer_type == QuantizerType.INTEGER else 8)
+    new = payload[:at] + b"\x03" + payload[at + 1:at + 2] + payload[at + 2 + params:]
+    return _replace_unit(data, unit, bitstream.build_unit(UnitType.LAYER_HEADER, new))
+
+
+_alteration("quantizer_type", "8.3.6-a", "reserved quantizer_type 3 in a version 1.0 stream",
+            "version_minor 0 or 1, binary32 parameters",
+            lambda s: s.header.version_minor < 2)(_quantizer_type_without_params)
 _alteration("min_above_max", "8.3.7-c", "min_value greater than max_value",
             "a uniform or log quantizer", _minmax)(
     lambda data, s: _with_q0(s, QuantParams(
@@ -565,6 +580,16 @@ _alteration("dense_in_version_1_1", "8.3.9-a",
             "below version_minor 2, as a version 1.1 decoder reads it",
             "packing_type 2 (dense) in a layer_header unit",
             lambda s: _dense(s) and not s.layers[0].header.has_ext)(_header_u8(9, 1))
+_alteration("sqrt_in_version_1_1", "8.3.6-a",
+            "version_minor 1 in a stream with a square-root layer: quantizer_type 3 is "
+            "reserved below version_minor 2, as a version 1.1 decoder reads it",
+            "quantizer_type 3 (square root) in a layer_header unit",
+            lambda s: s.layers[0].header.quantizer_type == QuantizerType.SQRT
+            and not s.layers[0].header.has_ext and not _dense(s))(_header_u8(9, 1))
+_alteration("quantizer_type_reserved_1_2", "8.3.6-a",
+            "reserved quantizer_type 4 in a version 1.2 stream",
+            "version_minor 2", lambda s: s.header.version_minor >= 2)(
+    lambda data, s: _change_layer0(s, quantizer_type=4))
 _alteration("layer_header_ext_in_version_1_1", "8.2.1-a",
             "version_minor 1 in a stream with a layer_header_ext unit: unit_type 5 is a "
             "reserved critical type below version_minor 2, as a version 1.1 decoder reads it",

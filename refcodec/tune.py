@@ -66,8 +66,9 @@ LOG_MAX_ELEMENTS = SMALL_MAP_ELEMENTS
 #: square-root quantizer (format 1.2, quantizer_type 3), whose levels are finest at the
 #: top of the range ("uniform": the rule of format 1.1 streams, an ablation of the benchmark),
 #: when less than SQRT_MAX_BELOW_FIRST of the values lie below its first level above the
-#: minimum, (max - min) / sqrt(D); otherwise (a heavy tail, most values in that first step)
-#: the uniform quantizer.
+#: minimum, (max - min) / sqrt(D) (else: a heavy tail, most values in that first step), and
+#: when libx265's step at the QP is at least that first step (sqrt_pays_at: below, the
+#: square root's coarse first step would be the fidelity's floor); otherwise uniform.
 LARGE_NONNEGATIVE_QUANTIZER = "sqrt"
 SQRT_MAX_BELOW_FIRST = 0.5
 #: A.7.4: only maps of at most this many elements (8x8) are flattened.
@@ -152,6 +153,13 @@ def coding_noise(value_range: float, qp: int, bit_depth: int) -> float:
     hevc_step = 2.0 ** ((qp - 4) / 6) / 255
     sample_step = 1 / ((1 << bit_depth) - 1)
     return value_range * math.sqrt((hevc_step ** 2 + sample_step ** 2) / 12)
+
+
+def sqrt_pays_at(qp: int, bit_depth: int) -> bool:
+    """Whether libx265's quantizer step at ``qp``, 2^((qp - 4) / 6) / 255 of the sample
+    range (coding_noise), is at least the square-root quantizer's first step above the
+    minimum, 1 / sqrt(D) of the range (A.7.2): at 8 bits from QP 28 on."""
+    return 2.0 ** ((qp - 4) / 6) / 255 >= 1 / math.sqrt((1 << bit_depth) - 1)
 
 
 def _clip_range(v: np.ndarray, stats: Stats, qp: int, bit_depth: int, reasons: list):
@@ -246,7 +254,10 @@ def choose(name: str, tensor, tune: str, base: EncoderConfig | None = None) -> C
     elif h * w > LOG_MAX_ELEMENTS:
         quantizer, bit_depth = LARGE_NONNEGATIVE_QUANTIZER, 8
         why = ""
-        if quantizer == "sqrt":
+        if quantizer == "sqrt" and not sqrt_pays_at(base.qp, bit_depth):
+            quantizer = "uniform"
+            why = f" (QP {base.qp}: libx265's step is below the square root's first step)"
+        elif quantizer == "sqrt":
             first = stats.minimum + (stats.maximum - stats.minimum) / math.sqrt(255)
             below = float(np.count_nonzero(v < first)) / v.size
             if below >= SQRT_MAX_BELOW_FIRST:

@@ -64,7 +64,7 @@ SMALL_MAP_ELEMENTS = 256
 LOG_MAX_ELEMENTS = SMALL_MAP_ELEMENTS
 #: A.7.2: the quantizer of non-negative layers with maps larger than LOG_MAX_ELEMENTS: the
 #: square-root quantizer (format 1.2, quantizer_type 3), whose levels are finest at the
-#: top of the range ("uniform": the rule of format 1.1 streams, an ablation of the benchmark),
+#: top of the range ("uniform": the previous rule, the benchmark's uniform-large ablation),
 #: when less than SQRT_MAX_BELOW_FIRST of the values lie below its first level above the
 #: minimum, (max - min) / sqrt(D) (else: a heavy tail, most values in that first step), and
 #: when libx265's step at the QP is at least that first step (sqrt_pays_at: below, the

@@ -356,3 +356,19 @@ def test_x265_params_need_the_libx265_backend():
     with pytest.raises(EncoderInputError, match="x265_params needs the libx265 backend"):
         refcodec.encode(relu((1, 2, 16, 16)), refcodec.EncoderConfig(x265_params="sao=0"),
                         backend=OtherEncoder())
+
+
+def test_rate_control_across_the_square_root_switch():
+    """The size falls by a step at QP 28, where the efficient tune switches a non-negative
+    layer of large maps from the uniform to the square-root quantizer (A.7.2): the QP rate
+    control finds still meets a target that only QP 28 and above meet."""
+    x = np.maximum(signed((1, 8, 32, 32)) + 0.5, 0)
+    sizes = {qp: len(refcodec.encode({"a": x}, refcodec.EncoderConfig(qp=qp),
+                                     tune="efficient")) for qp in (27, 28)}
+    assert sizes[28] < sizes[27]
+    target = (sizes[27] + sizes[28]) // 2
+    report = []
+    data = refcodec.encode({"a": x}, refcodec.EncoderConfig(), tune="efficient",
+                           target_bytes=target, report=report)
+    assert len(data) <= target
+    assert (report[0].qp, report[0].choice.config.quantizer) == (28, "sqrt")

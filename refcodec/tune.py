@@ -162,6 +162,15 @@ def sqrt_pays_at(qp: int, bit_depth: int) -> bool:
     return 2.0 ** ((qp - 4) / 6) / 255 >= 1 / math.sqrt((1 << bit_depth) - 1)
 
 
+def below_sqrt_first_level(v: np.ndarray, minimum: float, maximum: float,
+                           bit_depth: int) -> float:
+    """The fraction of the values ``v`` below the square-root quantizer's first level above
+    the minimum, minimum + (maximum - minimum) / sqrt(D) (A.7.2: the rule's measure of a
+    heavy tail)."""
+    first = minimum + (maximum - minimum) / math.sqrt((1 << bit_depth) - 1)
+    return float(np.count_nonzero(v < first)) / v.size
+
+
 def _clip_range(v: np.ndarray, stats: Stats, qp: int, bit_depth: int, reasons: list):
     """The clipping of A.7.3: of no clipping and the CLIP_PERCENTILES ranges, the one with
     the smallest estimated squared error (coding noise over the range, plus the error of
@@ -254,15 +263,15 @@ def choose(name: str, tensor, tune: str, base: EncoderConfig | None = None) -> C
     elif h * w > LOG_MAX_ELEMENTS:
         quantizer, bit_depth = LARGE_NONNEGATIVE_QUANTIZER, 8
         why = ""
-        if quantizer == "sqrt" and not sqrt_pays_at(base.qp, bit_depth):
-            quantizer = "uniform"
-            why = f" (QP {base.qp}: libx265's step is below the square root's first step)"
-        elif quantizer == "sqrt":
-            first = stats.minimum + (stats.maximum - stats.minimum) / math.sqrt(255)
-            below = float(np.count_nonzero(v < first)) / v.size
-            if below >= SQRT_MAX_BELOW_FIRST:
+        if quantizer == "sqrt":
+            if not sqrt_pays_at(base.qp, bit_depth):
                 quantizer = "uniform"
-            why = f" ({below:.0%} of the values below the first square-root level)"
+                why = f" (QP {base.qp}: libx265's step is below the square root's first step)"
+            else:
+                below = below_sqrt_first_level(v, stats.minimum, stats.maximum, bit_depth)
+                if below >= SQRT_MAX_BELOW_FIRST:
+                    quantizer = "uniform"
+                why = f" ({below:.0%} of the values below the first square-root level)"
         reasons.append(f"non-negative, maps of {h}x{w}{why}: {quantizer}, 8-bit")
     else:
         quantizer, bit_depth = "log", 8

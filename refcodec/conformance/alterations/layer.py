@@ -243,6 +243,15 @@ _alteration("width_zero", "8.3.4-d", "width 0 (pad_right 8: the coded tile keeps
     lambda data, s: _change_layer0(s, width=0, pad_right=8))
 _alteration("sample_bit_depth", "8.3.5-a", "reserved sample_bit_depth 9")(
     lambda data, s: _change_layer0(s, sample_bit_depth=9))
+
+
+def _quant_params_bytes(s: Stream) -> int:
+    """The bytes of quant_params() in layer 0's layer_header() (clause 7.3)."""
+    h = s.layers[0].header
+    value = 2 if h.param_format_value.name == "BINARY16" else 4
+    return len(h.quant_params) * value * (1 if h.quantizer_type == QuantizerType.INTEGER else 2)
+
+
 def _quantizer_type_without_params(data: bytes, s: Stream) -> bytes:
     """quantizer_type 3 in layer 0's layer_header() and no quant_params(): the bytes a
     writer of version 1.0 or 1.1 made, whose syntax has no parameter set for a value it does
@@ -250,10 +259,9 @@ def _quantizer_type_without_params(data: bytes, s: Stream) -> bytes:
     quantizer_type 3 a minmax_params() set, and a reader refuses the value below 1.2 before
     it reads the parameters)."""
     unit, payload = _layer0_header_unit(data)
-    h = s.layers[0].header
-    at = 1 + payload[0] + 1 + 1 + 16 + 1          # quantizer_type (clause 7.3)
-    params = len(h.quant_params) * (4 if h.quantizer_type == QuantizerType.INTEGER else 8)
-    new = payload[:at] + b"\x03" + payload[at + 1:at + 2] + payload[at + 2 + params:]
+    at = len(s.layers[0].header.layer_id.encode()) + 20      # quantizer_type (clause 7.3)
+    new = (payload[:at] + b"\x03" + payload[at + 1:at + 2]
+           + payload[at + 2 + _quant_params_bytes(s):])
     return _replace_unit(data, unit, bitstream.build_unit(UnitType.LAYER_HEADER, new))
 
 
@@ -557,11 +565,8 @@ def _compact_padded(s: Stream) -> bool:
 def _compact_last_byte(s: Stream) -> int:
     """The offset in layer 0's layer_header() of the last byte of compact_permutation()."""
     h = s.layers[0].header
-    value = 2 if h.param_format_value.name == "BINARY16" else 4
-    params = len(h.quant_params) * value * (1 if h.quantizer_type == QuantizerType.INTEGER
-                                            else 2)
     bits = syntax.perm_bits(h.num_channels)
-    return _ext_offset(s) + 2 + params + -(-(h.num_channels * bits) // 8) - 1
+    return _ext_offset(s) + 2 + _quant_params_bytes(s) + -(-(h.num_channels * bits) // 8) - 1
 
 
 _alteration("dense_single_tile", "8.3.9-d", "packing_type 2 (dense) with a 1x1 tile grid",

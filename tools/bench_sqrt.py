@@ -2,12 +2,13 @@
 """The square-root quantizer against the uniform one on a network's non-negative layers.
 
 Annex A.7.2's rule gives a non-negative layer of large maps the square-root quantizer
-(quantizer_type 3) unless half of its values lie below the quantizer's first level; this
-tool measures both quantizers on any split of the evaluation's networks, whatever the rule
-would pick: each feature is coded with the efficient tune (refcodec.tune) with the
-quantizer of A.7.2 forced to ``uniform`` and to ``sqrt``, at QPs 12..42 in steps of 5, and
-fed to the rest of the network.  Fidelity: for MobileNetV2 the mean softmax KL divergence
-(tools/bench_rd.py), for CRAFT the mean squared error of the region and affinity maps.
+(quantizer_type 3) from QP 28 on, unless half of its values lie below the quantizer's
+first level; this tool measures both quantizers on any split of the evaluation's networks
+at every QP, whatever the rule would pick: each feature is coded with the efficient tune
+(refcodec.tune) with the quantizer of A.7.2 forced to ``uniform`` and to ``sqrt``, at QPs
+12..42 in steps of 5, and fed to the rest of the network.  Fidelity: for MobileNetV2 the
+mean softmax KL divergence (tools/bench_rd.py), for CRAFT the mean squared error of the
+region and affinity maps.
 BD-rate of sqrt against uniform at equal -log10 fidelity, with tools/bench_rd.py's 90 %
 paired bootstrap interval over the photographs, and the fraction of values below the first
 square-root level (the rule's measure), per photograph.
@@ -19,7 +20,6 @@ square-root level (the rule's measure), per photograph.
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from pathlib import Path
 
@@ -34,12 +34,18 @@ from refcodec import tune as tuning  # noqa: E402
 
 
 def _coded(name, f, qp, quantizer):
-    saved = tuning.LARGE_NONNEGATIVE_QUANTIZER, tuning.SQRT_MAX_BELOW_FIRST
-    tuning.LARGE_NONNEGATIVE_QUANTIZER, tuning.SQRT_MAX_BELOW_FIRST = quantizer, 1.01
+    """The efficient tune's stream with A.7.2's quantizer of large non-negative maps forced
+    to ``quantizer``, at every QP and whatever the values (both conditions of the rule
+    lifted)."""
+    names = ("LARGE_NONNEGATIVE_QUANTIZER", "SQRT_MAX_BELOW_FIRST", "sqrt_pays_at")
+    saved = [getattr(tuning, k) for k in names]
+    for k, v in zip(names, (quantizer, 1.01, lambda qp, bit_depth: True)):
+        setattr(tuning, k, v)
     try:
         choice = tuning.choose(name, f, "efficient", refcodec.EncoderConfig(qp=qp))
     finally:
-        tuning.LARGE_NONNEGATIVE_QUANTIZER, tuning.SQRT_MAX_BELOW_FIRST = saved
+        for k, v in zip(names, saved):
+            setattr(tuning, k, v)
     if choice.config.quantizer != quantizer:
         raise SystemExit(f"{name}: the tune does not use the quantizer of A.7.2's large "
                          f"non-negative maps here ({choice.reasons[0]})")
@@ -61,8 +67,7 @@ def run(network: str, split_name: str, images: int) -> dict:
             key = next(iter(feature)) if isinstance(feature, dict) else None
             f = (feature[key] if key else feature).numpy()
             pristine = split.tail(feature)
-        first = float(f.min()) + float(np.ptp(f)) / math.sqrt(255)
-        below.append(float(np.mean(f < first)))
+        below.append(tuning.below_sqrt_first_level(f, float(f.min()), float(f.max()), 8))
         for quantizer in rows:
             for qp in bench_rd.QPS:
                 data = _coded(split_name, f, qp, quantizer)

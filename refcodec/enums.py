@@ -83,10 +83,11 @@ class ParamFormat(enum.IntEnum):
 
 class PermutationCoding(enum.IntEnum):
     """permutation_coding (clause 8.3.16, format 1.2): how channel_permutation is coded.
-    2..255 are reserved."""
+    3..255 are reserved."""
 
     U32 = 0        # one u(32) per entry, as in versions 1.0 and 1.1
     COMPACT = 1    # PermBits bits per entry, byte aligned at the end
+    GROUPED = 2    # a group of group_bits bits per channel: the channels sorted by group
 
 
 class PadMode(enum.IntEnum):

@@ -54,7 +54,9 @@ class EncoderConfig:
     permutation_coding  how channel_order is coded: "auto" (the compact code of format 1.2
                 when the layer uses 1.2 syntax anyway, dense or binary16, else 32 bits per
                 entry, readable by 1.1 decoders), "compact" (format 1.2, Ceil(Log2 C) bits
-                per entry) or "u32"
+                per entry), "grouped" (format 1.2: a group number per channel, the channels
+                sorted by group; for orders made of a few increasing runs, which it codes
+                in Ceil(Log2 runs) bits per channel) or "u32"
     pad_mode    "replicate" (border replication, as in the paper) or "zero"
     channel_order  a permutation of range(C): slot k carries source channel order[k]
     lossless    HEVC lossless coding (transquant bypass)
@@ -111,8 +113,8 @@ class EncoderConfig:
             bad(f"packing shall be auto, channel, tiled or dense, got {self.packing!r}")
         if self.param_format not in ("binary32", "binary16"):
             bad(f"param_format shall be binary32 or binary16, got {self.param_format!r}")
-        if self.permutation_coding not in ("auto", "compact", "u32"):
-            bad(f"permutation_coding shall be auto, compact or u32, got "
+        if self.permutation_coding not in ("auto", "compact", "grouped", "u32"):
+            bad(f"permutation_coding shall be auto, compact, grouped or u32, got "
                 f"{self.permutation_coding!r}")
         if self.tile_grid is not None:
             if self.packing not in ("tiled", "dense"):
@@ -288,14 +290,23 @@ def _layer_header(name, x: np.ndarray, dtype: SourceDtype, cfg: EncoderConfig,
         pad_b, pad_r = -h % 8, -w % 8
         kind = PackingType.CHANNEL_PER_PICTURE if rows * cols == 1 else PackingType.TILED
     binary16 = cfg.param_format == "binary16"
-    compact = cfg.channel_order is not None and (
-        cfg.permutation_coding == "compact"
-        or (cfg.permutation_coding == "auto" and (dense or binary16)))
+    coding = PermutationCoding.U32
     ext = {}
-    if binary16 or compact:   # a layer_header_ext unit (clause 8.3.15)
-        ext = dict(param_format=ParamFormat.BINARY16 if binary16 else ParamFormat.BINARY32,
-                   permutation_coding=PermutationCoding.COMPACT if compact
-                   else PermutationCoding.U32)
+    if cfg.channel_order is not None:
+        if cfg.permutation_coding == "grouped":
+            coding = PermutationCoding.GROUPED
+            try:
+                groups, bits = packing.groups_of_order(cfg.channel_order)
+            except ValueError as e:
+                raise EncoderInputError(f"layer {name!r}: permutation_coding grouped: {e}; "
+                                        f"use compact") from None
+            ext = dict(channel_groups=groups, group_bits=bits)
+        elif cfg.permutation_coding == "compact" or (cfg.permutation_coding == "auto"
+                                                     and (dense or binary16)):
+            coding = PermutationCoding.COMPACT
+    if binary16 or coding != PermutationCoding.U32:   # a layer_header_ext unit (8.3.15)
+        ext.update(param_format=ParamFormat.BINARY16 if binary16 else ParamFormat.BINARY32,
+                   permutation_coding=coding)
     return LayerHeader(
         layer_id=name,
         source_layout=SourceLayout[cfg.layout], source_dtype=dtype,

@@ -128,3 +128,26 @@ def near_square_grid(channels: int, tile_h: int, tile_w: int,
     rows = -(-channels // cols)
     min_rows, min_cols = min_tile_grid(tile_h, tile_w, min_side)
     return max(rows, min_rows), max(cols, min_cols)
+
+
+def order_of_groups(groups) -> tuple[int, ...]:
+    """ChannelOrder of a grouped_permutation() (clause 8.3.8): the channel indices sorted by
+    their channel_group, channels of equal group in increasing index order."""
+    return tuple(int(i) for i in np.argsort(np.asarray(groups, dtype=np.int64),
+                                            kind="stable"))
+
+
+def groups_of_order(order) -> tuple[tuple[int, ...], int]:
+    """Informative: the channel_group values and group_bits with which a grouped
+    permutation codes ``order``: group g holds the g-th increasing run of the order (the
+    fewest groups that can give it), group_bits the fewest bits that number the runs.
+    Raises ValueError when the order has more runs than 2^8 groups can carry."""
+    order = np.asarray(order, dtype=np.int64)
+    run = np.concatenate(([0], np.cumsum(order[1:] < order[:-1])))
+    runs = int(run[-1]) + 1
+    if runs > 1 << 8:
+        raise ValueError(f"the order has {runs} increasing runs; the grouped code carries "
+                         f"at most 256 groups")
+    groups = np.empty_like(run)
+    groups[order] = run
+    return tuple(int(g) for g in groups), max(1, (runs - 1).bit_length())

@@ -64,6 +64,11 @@ class LayerHeader:
     # layer_header unit), both set when present (a layer_header_ext unit)
     param_format: ParamFormat | None = None
     permutation_coding: PermutationCoding | None = None
+    # grouped_permutation() (PermutationCoding GROUPED, clause 8.3.16): group_bits and the
+    # channel_group of every channel, None otherwise; channel_permutation is then the order
+    # they give (clause 8.3.8)
+    group_bits: int | None = None
+    channel_groups: tuple[int, ...] | None = None
 
     # ---- derived variables (clause 8.3.14) ----
     @functools.cached_property

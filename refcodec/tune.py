@@ -14,7 +14,8 @@ coded at); Annex A.7 gives each with the measurement that justifies it.  The tun
   square-root quantizer (format 1.2) for non-negative layers of large maps without a heavy
   tail and the log quantizer for those of small maps, 10-bit and clipping on small signed
   maps, flattening of near-constant small maps, the maps ordered by their mean where the
-  compact permutation is cheap, libx265 preset medium without SAO, with RDOQ on tiles of at
+  compact permutation is cheap and by four groups of their mean where only the grouped
+  permutation (format 1.2) is, libx265 preset medium without SAO, with RDOQ on tiles of at
   most 8x8.
 * ``fast``: the same rules, libx265 preset medium without SAO, with 16x16 CTUs and no
   RDOQ: an encode time within 1.1x of the seed's (tools/bench_rd.py measures it).
@@ -81,6 +82,11 @@ FLAT_NOISE_CAP = False
 #: A.7.5: the maps of a mosaic are ordered by their mean when the compact permutation
 #: (Ceil(Log2 C) bits per channel) costs at most this many bits per element.
 ORDER_MAX_BITS_PER_ELEMENT = 1 / 16
+#: A.7.5: where the compact permutation costs more, the maps are ordered by groups of
+#: their mean, 2^ORDER_GROUP_BITS groups of equal count coded with the grouped permutation
+#: (ORDER_GROUP_BITS bits per channel), when that costs at most the same bits per element
+#: (0: never).
+ORDER_GROUP_BITS = 2
 #: Clipping candidates (A.7.3): lower and upper percentiles of the layer's values; a
 #: clipping is taken when its estimated error is below CLIP_GAIN times the unclipped one.
 CLIP_PERCENTILES = ((0.01, 99.99), (0.1, 99.9))
@@ -228,6 +234,33 @@ def mosaic_grid(c: int, tile_h: int, tile_w: int, dense: bool = False) -> tuple[
     return max(rows, min_rows), max(cols, min_cols)
 
 
+def mean_order(x: np.ndarray, tiles: int,
+               elements_per_channel: int) -> tuple[tuple[int, ...] | None, str]:
+    """A.7.5: (channel order, permutation_coding) for the maps of ``x`` (N x C x H x W) in a
+    mosaic of ``tiles`` tiles.  The order of the maps' means (ties in channel order) with
+    the compact code, when Ceil(Log2 C) bits per channel cost at most
+    ORDER_MAX_BITS_PER_ELEMENT per element; else the order of 2^ORDER_GROUP_BITS groups of
+    equal count by the mean (channels of a group in index order) with the grouped code,
+    when ORDER_GROUP_BITS bits do; else, or when the order is the identity, (None,
+    "auto")."""
+    c = x.shape[1]
+    budget = ORDER_MAX_BITS_PER_ELEMENT * elements_per_channel
+    if tiles < 2 or c < 2:
+        return None, "auto"
+    # (flattening keeps a map's mean; clipping may move it: x is the clipped tensor)
+    by_mean = np.argsort(x.mean(axis=(0, 2, 3), dtype=np.float64), kind="stable")
+    if perm_bits(c) <= budget:
+        order, coding = by_mean, "compact"
+    elif 0 < ORDER_GROUP_BITS <= budget:
+        rank = np.empty(c, dtype=np.int64)
+        rank[by_mean] = np.arange(c)
+        order, coding = np.argsort((rank << ORDER_GROUP_BITS) // c, kind="stable"), "grouped"
+    else:
+        return None, "auto"
+    order = tuple(int(i) for i in order)
+    return (None, "auto") if order == tuple(range(c)) else (order, coding)
+
+
 def choose(name: str, tensor, tune: str, base: EncoderConfig | None = None) -> Choice:
     """The coding of one layer under ``tune`` (TUNES), from measurements of ``tensor``.
 
@@ -304,17 +337,14 @@ def choose(name: str, tensor, tune: str, base: EncoderConfig | None = None) -> C
     packing_name = "dense" if dense else "tiled" if rows * cols > 1 else "channel"
     reasons.append(f"{packing_name} mosaic {rows}x{cols} of "
                    f"{(w, h) if dense else (tw, th)} tiles")
-    # A.7.5: in a mosaic, the maps ordered by their mean when the compact code is cheap
-    order = None
-    if rows * cols > 1 and c > 1 and perm_bits(c) <= ORDER_MAX_BITS_PER_ELEMENT * h * w * n:
-        # (flattening keeps a map's mean; clipping may move it)
-        order = tuple(int(i) for i in np.argsort(
-            clipped.mean(axis=(0, 2, 3), dtype=np.float64), kind="stable"))
-        if order == tuple(range(c)):
-            order = None
-        else:
-            reasons.append(f"maps ordered by their mean (compact permutation, "
-                           f"{perm_bits(c)} bits per channel)")
+    # A.7.5: in a mosaic, the maps ordered by their mean when the compact code is cheap,
+    # else by groups of their mean when the grouped code is
+    order, coding = mean_order(clipped, rows * cols, n * h * w)
+    if order is not None:
+        reasons.append(f"maps ordered by their mean (compact permutation, {perm_bits(c)} "
+                       f"bits per channel)" if coding == "compact" else
+                       f"maps ordered by {1 << ORDER_GROUP_BITS} groups of their mean "
+                       f"(grouped permutation, {ORDER_GROUP_BITS} bits per channel)")
     preset, x265 = X265[tune]
     if tune == "efficient" and max(th, tw) <= RDOQ_MAX_TILE:
         x265 = ":".join((x265, RDOQ_PARAMS))
@@ -322,7 +352,7 @@ def choose(name: str, tensor, tune: str, base: EncoderConfig | None = None) -> C
     cfg = EncoderConfig(quantizer=quantizer, bit_depth=bit_depth, packing=packing_name,
                         tile_grid=(rows, cols) if rows * cols > 1 else None,
                         channel_order=order,
-                        permutation_coding="compact" if order is not None else "auto",
+                        permutation_coding=coding,
                         preset=preset, x265_params=x265, **keep)
     return Choice(tune, cfg, clip, flat_maps, tuple(reasons))
 

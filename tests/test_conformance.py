@@ -297,7 +297,7 @@ def test_every_feature_value_is_in_the_suite():
     # format 1.2: the columns appear in the manifest only when set
     assert {f.get("param_format", "binary32") for f in features} == {"binary32", "binary16"}
     assert {f.get("permutation_coding", "auto") for f in features} == {"auto", "compact",
-                                                                       "u32"}
+                                                                       "grouped", "u32"}
     assert {f["pad_mode"] for f in features} == {"replicate", "zero"}
     assert {f["data"] for f in features} == set(conf.DATA_KINDS)
     assert {f["per_channel"] for f in features} == {False, True}
@@ -604,7 +604,8 @@ def test_generator_default_invalid_list(tmp_path):
                                 "dense_pad_right_not_multiple_of_8",
                                 "dense_in_version_1_1", "layer_header_ext_in_version_1_1",
                                 "param_format_reserved", "permutation_coding_reserved",
-                                "compact_permutation_alignment_bits"}
+                                "compact_permutation_alignment_bits", "group_bits_zero",
+                                "group_bits_above_8", "grouped_permutation_alignment_bits"}
     assert "needs two faces" in skipped["duplicate_face_id"]
     assert "needs an integer quantizer" in skipped["offset_not_integer"]
     for s in m["streams"]:

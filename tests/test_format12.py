@@ -26,7 +26,7 @@ from refcodec.enums import (PackingType, PadMode, ParamFormat, PermutationCoding
                             QuantizerType, SourceDtype, SourceLayout)
 from refcodec.errors import ConformanceViolation, EncoderInputError, UnsupportedFeature
 from refcodec.layer import EncoderConfig
-from refcodec.packing import Layout, pack, unpack
+from refcodec.packing import Layout, groups_of_order, order_of_groups, pack, unpack
 from refcodec.quant import choose_params, quantize, to_binary16
 from refcodec.records import LayerHeader, QuantParams, StreamHeader
 
@@ -149,14 +149,22 @@ def headers12(draw):
         pad_b, pad_r = -(rows * h) % 8, -(cols * w) % 8
     else:
         pad_b, pad_r = -h % 8, -w % 8
+    coding = draw(st.sampled_from(list(PermutationCoding))) if ext else None
+    grouped = {}
+    if perm is not None and coding == PermutationCoding.GROUPED:
+        # any group numbers of group_bits bits: the order is the channels sorted by them
+        bits = draw(st.integers(1, 8))
+        groups = tuple(draw(st.lists(st.integers(0, (1 << bits) - 1), min_size=c,
+                                     max_size=c)))
+        grouped = dict(group_bits=bits, channel_groups=groups)
+        perm = order_of_groups(groups)
     return header(num_channels=c, height=h, width=w, quantizer_type=qtype,
                   per_channel_quant_flag=per_channel, quant_params=tuple(sets),
                   channel_permutation=perm, packing_type=kind, tile_rows=rows, tile_cols=cols,
                   pad_bottom=pad_b, pad_right=pad_r,
                   param_format=(ParamFormat.BINARY16 if binary16 else ParamFormat.BINARY32)
                   if ext else None,
-                  permutation_coding=draw(st.sampled_from(list(PermutationCoding)))
-                  if ext else None)
+                  permutation_coding=coding, **grouped)
 
 
 @given(headers12())
@@ -206,6 +214,60 @@ def test_compact_permutation_bytes():
     assert 4 * 1280 - len(expected) == 5120 - 1760
 
 
+def test_grouped_permutation_bytes():
+    """group_bits, then group_bits bits per channel, most significant bit first, zero bits to
+    the byte boundary: the bytes computed here from the groups, independently of construct."""
+    rng = np.random.default_rng(4)
+    for c, bits in ((1, 1), (5, 1), (5, 3), (8, 2), (40, 2), (1280, 2), (70, 8)):
+        groups = tuple(int(g) for g in rng.integers(0, 1 << bits, c))
+        text = "".join(format(g, f"0{bits}b") for g in groups)
+        text += "0" * (-len(text) % 8)
+        expected = bytes([bits]) + int(text, 2).to_bytes(len(text) // 8, "big")
+        h = header(num_channels=c, channel_permutation=order_of_groups(groups),
+                   tile_rows=1, tile_cols=2, height=8, width=8, pad_bottom=0, pad_right=0,
+                   param_format=ParamFormat.BINARY32,
+                   permutation_coding=PermutationCoding.GROUPED, group_bits=bits,
+                   channel_groups=groups)
+        raw = bitstream.build_layer_header(h)
+        tail = 1 + 4 + 4           # packing_type, tile_grid, pad_mode..payload_codec
+        assert raw[-tail - len(expected):-tail] == expected
+        got = refcodec.read_headers(stream_of(h)).layers[0].header
+        assert (got.channel_groups, got.group_bits) == (groups, bits)
+        # ChannelOrder: the channels sorted by group, equal groups in index order
+        assert got.channel_permutation == tuple(sorted(range(c), key=lambda k: (groups[k], k)))
+    assert len(expected) == 1 + 70
+
+
+def test_grouped_order_of_the_encoder():
+    """groups_of_order: group g holds the g-th increasing run, the fewest group bits; the
+    decoded tensor equals the one coded with the same order in 32-bit entries."""
+    assert groups_of_order((1, 3, 0, 2, 4)) == ((1, 0, 1, 0, 1), 1)
+    assert groups_of_order(tuple(range(6))) == ((0,) * 6, 1)
+    assert groups_of_order((4, 3, 2, 1, 0)) == ((4, 3, 2, 1, 0), 3)
+    rng = np.random.default_rng(6)
+    for _ in range(200):
+        c = int(rng.integers(1, 60))
+        groups = rng.integers(0, int(rng.integers(1, 9)), c)
+        order = order_of_groups(groups)
+        canonical, bits = groups_of_order(order)
+        assert order_of_groups(canonical) == order
+        assert bits <= max(1, (int(groups.max())).bit_length())
+    x = np.random.default_rng(1).standard_normal((1, 24, 7, 7)).astype(np.float32)
+    order = order_of_groups(np.arange(24) * 7 % 4)
+    grouped, sg = _encode(x, qp=27, preset="ultrafast", packing="dense",
+                          channel_order=order, permutation_coding="grouped")
+    wide, _ = _encode(x, qp=27, preset="ultrafast", packing="dense",
+                      channel_order=order, permutation_coding="u32")
+    h = sg.layers[0].header
+    assert (h.group_bits, h.channel_permutation) == (2, order)
+    assert len(wide) - len(grouped) == 4 * 24 - (1 + 6) - 2   # the ext unit adds 2 bytes
+    assert np.array_equal(refcodec.decode(grouped)["t"], refcodec.decode(wide)["t"])
+    # 257 increasing runs cannot be grouped in 8 bits
+    with pytest.raises(EncoderInputError, match="257 increasing runs"):
+        _encode(np.zeros((1, 257, 8, 8), np.float32), channel_order=tuple(range(256, -1, -1)),
+                permutation_coding="grouped", packing="tiled")
+
+
 def test_binary16_params_bytes_and_values():
     h = header(quant_params=(QuantParams(min_value=-1.5, max_value=2.0 ** -24),),
                param_format=ParamFormat.BINARY16, permutation_coding=PermutationCoding.U32)
@@ -238,9 +300,9 @@ EXT = dict(param_format=ParamFormat.BINARY32, permutation_coding=PermutationCodi
 def test_reserved_param_format_and_permutation_coding():
     data = stream_of(header(**EXT))
     at = header_start(data) + 1 + 1 + 21
-    for delta, clause, name in ((0, "8.3.15", "param_format"),
-                                (1, "8.3.16", "permutation_coding")):
-        err = refusal(_patched(data, at + delta, b"\x02"))
+    for delta, clause, name, value in ((0, "8.3.15", "param_format", 2),
+                                       (1, "8.3.16", "permutation_coding", 3)):
+        err = refusal(_patched(data, at + delta, bytes([value])))
         assert isinstance(err, UnsupportedFeature)
         assert (err.clause, err.offset, err.path) == (
             clause, at + delta, f"layers[0].layer_header_ext.{name}")
@@ -265,6 +327,34 @@ def test_compact_permutation_alignment_bits():
     assert isinstance(err, ConformanceViolation)
     assert (err.clause, err.offset, err.path) == (
         "8.3.16", last, "layers[0].compact_permutation.permutation_alignment_zero_bits")
+
+
+GROUPED = dict(param_format=ParamFormat.BINARY32, permutation_coding=PermutationCoding.GROUPED,
+               group_bits=2, channel_groups=(3, 0, 1, 1, 2),
+               channel_permutation=order_of_groups((3, 0, 1, 1, 2)))
+
+
+@pytest.mark.parametrize("bits", [0, 9, 255])
+def test_group_bits_out_of_range(bits):
+    """group_bits outside 1..8 is refused before the entries are read (their size depends
+    on it), at its byte."""
+    data = stream_of(header(**GROUPED))
+    at = header_start(data) + 1 + 1 + 21 + 2 + 8
+    assert data[at] == 2
+    err = refusal(_patched(data, at, bytes([bits])))
+    assert isinstance(err, ConformanceViolation)
+    assert (err.clause, err.offset, err.path) == (
+        "8.3.16", at, "layers[0].grouped_permutation.group_bits")
+    assert f"group_bits shall be in 1..8, got {bits}" in str(err)
+
+
+def test_grouped_permutation_alignment_bits():
+    data = stream_of(header(**GROUPED))
+    last = header_start(data) + 1 + 1 + 21 + 2 + 8 + 2   # group_bits, 10 bits of groups
+    err = refusal(_patched(data, last, bytes([data[last] | 1])))
+    assert isinstance(err, ConformanceViolation)
+    assert (err.clause, err.offset, err.path) == (
+        "8.3.16", last, "layers[0].grouped_permutation.group_alignment_zero_bits")
 
 
 @pytest.mark.parametrize("lo, hi", [(float("nan"), 1.0), (0.0, float("inf")),
@@ -422,7 +512,11 @@ def test_encoder_versions_and_codings():
              (dict(packing="dense", tile_grid=(2, 3), channel_order=order), 2, 5,
               PermutationCoding.COMPACT),
              (dict(packing="dense", tile_grid=(2, 3), channel_order=order,
-                   permutation_coding="u32"), 2, 1, None)]
+                   permutation_coding="u32"), 2, 1, None),
+             (dict(channel_order=order, permutation_coding="grouped"), 2, 5,
+              PermutationCoding.GROUPED),
+             # no order: nothing to code, a layer_header unit
+             (dict(permutation_coding="grouped"), 0, 1, None)]
     for kw, minor, unit_type, coding in cases:
         data, stream = _encode(x, qp=30, preset="ultrafast", **kw)
         h = stream.layers[0].header

@@ -55,6 +55,17 @@ def plain(value):
     return value
 
 
+def _indexed(fields: dict, path: str) -> list:
+    """The values of the trace entries ``path[0]``, ``path[1]``, ... in index order."""
+    entry = re.compile(re.escape(path) + r"\[(\d+)\]$")
+    found = []
+    for k, v in fields.items():
+        m = entry.match(k)
+        if m:
+            found.append((int(m.group(1)), v[0]))
+    return [v for _, v in sorted(found)]
+
+
 def check_layer_header(fields: dict, index: int, header) -> int:
     """Every LayerHeader attribute the trace holds under layers[index] equals the
     reader's; returns how many were compared."""
@@ -69,13 +80,21 @@ def check_layer_header(fields: dict, index: int, header) -> int:
                 for attr in ("min_value", "max_value", "offset_value"):
                     if getattr(p, attr) is not None:
                         assert fields[f"{prefix}quant_params[{i}].{attr}"] == [getattr(p, attr)]
+        elif name == "channel_permutation" and header.group_bits is not None:
+            # grouped_permutation() of format 1.2: the channels sorted by their group
+            groups = _indexed(fields, prefix + "grouped_permutation.channel_group")
+            assert want == tuple(sorted(range(len(groups)), key=lambda c: (groups[c], c)))
         elif name == "channel_permutation":
             # u(32) entries, or the compact_permutation() of format 1.2
-            entry = re.compile(re.escape(prefix) + r"(?:channel_permutation|compact_permutation"
-                               r"\.channel_permutation_entry)\[(\d+)\]$")
-            got = sorted((int(m.group(1)), v[0]) for k, v in fields.items()
-                         if (m := entry.match(k)))
-            assert [v for _, v in got] == (list(want) if want is not None else [])
+            got = (_indexed(fields, prefix + "channel_permutation")
+                   or _indexed(fields, prefix + "compact_permutation.channel_permutation_entry"))
+            assert got == (list(want) if want is not None else [])
+        elif name in ("group_bits", "channel_groups"):
+            got = (fields.get(prefix + "grouped_permutation.group_bits", [None])[0]
+                   if name == "group_bits"
+                   else _indexed(fields, prefix + "grouped_permutation.channel_group") or None)
+            assert got == (list(want) if name == "channel_groups" and want is not None
+                           else want), name
         elif name == "per_channel_quant_flag":
             assert fields[prefix + "layer_flags.per_channel_quant_flag"] == [int(want)]
         elif name in ("tile_rows", "tile_cols"):

@@ -1,6 +1,7 @@
 """The choosing encoder (refcodec.tune, Annex A.6), rate control (A.7), libx265 options
 (EncoderConfig.x265_params), placebo on small pictures and B pictures' sample_md5."""
 
+import dataclasses
 import hashlib
 
 import numpy as np
@@ -97,11 +98,38 @@ def test_mosaic_maps_are_ordered_by_their_mean_when_the_code_is_cheap():
         "a", x, "efficient", refcodec.EncoderConfig(qp=12)).config.channel_order
     y = refcodec.decode(data)["a"]
     assert np.abs(y - x).max() < 0.05 * np.ptp(x)
-    # 1280 maps of 7x7: 11 bits a channel is above 1/16 bit per element
-    assert tune.choose("a", relu((1, 1280, 7, 7)), "efficient").config.channel_order is None
     # already in order: nothing written
     ordered = x[:, np.argsort(means, kind="stable")]
     assert tune.choose("a", ordered, "efficient").config.channel_order is None
+
+
+def test_large_mosaics_are_ordered_by_four_groups_of_the_mean():
+    """1280 maps of 7x7: 11 bits a channel is above 1/16 bit per element, the 2 bits of the
+    grouped code are not; 1x1 maps: neither is."""
+    rng = np.random.default_rng(5)
+    x = relu((1, 1280, 7, 7), 2) * rng.uniform(0.1, 3, (1, 1280, 1, 1)).astype(np.float32)
+    choice = tune.choose("a", x, "efficient", refcodec.EncoderConfig(qp=32))
+    order = choice.config.channel_order
+    assert choice.config.permutation_coding == "grouped"
+    assert any("4 groups of their mean" in r for r in choice.reasons)
+    means = choice.apply(x).mean(axis=(0, 2, 3), dtype=np.float64)
+    # four quarters of 320 channels each, in increasing mean, index order inside a quarter
+    quarters = np.asarray(order).reshape(4, 320)
+    assert np.all(np.diff(quarters, axis=1) > 0)
+    assert all(means[quarters[g]].max() <= means[quarters[g + 1]].min() for g in range(3))
+    data = refcodec.encode({"a": x}, refcodec.EncoderConfig(qp=32), tune="efficient")
+    header = refcodec.read_headers(data).layers[0].header
+    assert header.channel_permutation == order and header.group_bits == 2
+    # 320 bytes of groups and group_bits, against 1,760 bytes of the compact code
+    compact = dataclasses.replace(choice.config, permutation_coding="compact")
+    assert len(refcodec.encode({"a": choice.apply(x)}, compact)) - len(data) == 1760 - 321
+    # the decoder puts the channels back
+    assert np.abs(refcodec.decode(data)["a"] - choice.apply(x)).max() < 0.2 * np.ptp(x)
+    # off: no order at all (A.7.5's old rule)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(tune, "ORDER_GROUP_BITS", 0)
+        assert tune.choose("a", x, "efficient").config.channel_order is None
+    assert tune.choose("a", relu((1, 1280, 1, 1)), "efficient").config.channel_order is None
 
 
 def test_heavy_tails_are_clipped_and_light_tails_are_not():

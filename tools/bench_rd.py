@@ -89,6 +89,8 @@ VARIANTS = {
     "flat-capped": _variant({"FLAT_FRACTION": 0.15, "FLAT_NOISE_CAP": True}),
     "no-order": _variant({"ORDER_MAX_BITS_PER_ELEMENT": 0.0}),
     "order-all": _variant({"ORDER_MAX_BITS_PER_ELEMENT": float("inf")}),
+    "no-groups": _variant({"ORDER_GROUP_BITS": 0}),
+    "groups-8": _variant({"ORDER_GROUP_BITS": 3}),
     "per-channel-b16": _variant(per_channel=True, param_format="binary16"),
     "no-dense": _variant({"DENSE": False}),
     "dense-all": _variant({"DENSE_MAX_FILL": 2.0}),

@@ -51,10 +51,10 @@ def fast_stream_header(data: bytes) -> construct.Container:
                    reserved_zero_16bits=reserved, header_crc32=header_crc32)
 
 
-def _compact_entries(payload: bytes, pos: int, channels: int) -> tuple[list[int], int]:
-    """compact_permutation() at ``pos`` (clause 8.3.16): its entries and its alignment
-    bits, as construct parses them."""
-    bits = syntax.perm_bits(channels)
+def _bit_entries(payload: bytes, pos: int, channels: int, bits: int) -> tuple[list[int], int]:
+    """``channels`` entries of ``bits`` bits from byte ``pos``, most significant bit first,
+    and the alignment bits after them to the byte boundary, as construct parses
+    compact_permutation() and the entries of grouped_permutation() (clause 8.3.16)."""
     nbytes = -(-(channels * bits) // 8)
     raw = np.unpackbits(np.frombuffer(payload, dtype=np.uint8, count=nbytes, offset=pos))
     weights = np.left_shift(np.int64(1), np.arange(bits - 1, -1, -1, dtype=np.int64))
@@ -85,7 +85,7 @@ def fast_layer_header(payload: bytes, unit_type: int = 1):
     ext = None
     param_format = permutation_coding = 0
     if unit_type == syntax.LAYER_HEADER_EXT_UNIT:
-        if size < pos + 2 or payload[pos] > 1 or payload[pos + 1] > 1:
+        if size < pos + 2 or payload[pos] > 1 or payload[pos + 1] > 2:
             return None
         param_format, permutation_coding = payload[pos], payload[pos + 1]
         ext = _Fields(param_format=param_format, permutation_coding=permutation_coding)
@@ -104,10 +104,16 @@ def fast_layer_header(payload: bytes, unit_type: int = 1):
         one = _OFFSET if qtype == 2 else _MINMAX
     params_end = pos + (channels if per_channel else 1) * one.size
     compact = permuted and permutation_coding == 1
+    grouped = permuted and permutation_coding == 2
     if not permuted:
         permutation_end = params_end
     elif compact:
         permutation_end = params_end + -(-(channels * syntax.perm_bits(channels)) // 8)
+    elif grouped:
+        if size <= params_end or payload[params_end] not in syntax.GROUP_BITS_RANGE:
+            return None
+        group_bits = payload[params_end]
+        permutation_end = params_end + syntax.grouped_permutation_size(channels, group_bits)
     else:
         permutation_end = params_end + 4 * channels
     # packing_type, then tile_grid if it is 1 or 2, then the four u8 of _LAYER_HEADER_TAIL
@@ -119,12 +125,18 @@ def fast_layer_header(payload: bytes, unit_type: int = 1):
     else:
         params = [_Fields(min_value=lo, max_value=hi)
                   for lo, hi in one.iter_unpack(payload[pos:params_end])]
-    permutation = compact_permutation = None
+    permutation = compact_permutation = grouped_permutation = None
     if compact:
-        entries, pad = _compact_entries(payload, params_end, channels)
+        entries, pad = _bit_entries(payload, params_end, channels, syntax.perm_bits(channels))
         compact_permutation = _Fields(
             channel_permutation_entry=construct.ListContainer(entries),
             permutation_alignment_zero_bits=pad if syntax.perm_pad_bits(channels) else None)
+    elif grouped:
+        entries, pad = _bit_entries(payload, params_end + 1, channels, group_bits)
+        grouped_permutation = _Fields(
+            group_bits=group_bits, channel_group=construct.ListContainer(entries),
+            group_alignment_zero_bits=pad if syntax.group_pad_bits(channels, group_bits)
+            else None)
     elif permuted:
         permutation = construct.ListContainer(
             struct.unpack_from(f">{channels}I", payload, params_end))
@@ -140,6 +152,7 @@ def fast_layer_header(payload: bytes, unit_type: int = 1):
                                                                                     pos)
     full = _Fields(fixed, quant_params=construct.ListContainer(params),
                    channel_permutation=permutation, compact_permutation=compact_permutation,
+                   grouped_permutation=grouped_permutation,
                    packing_type=packing_type,
                    tile_grid=tile_grid, pad_mode=pad_mode, pad_bottom=pad_bottom,
                    pad_right=pad_right, payload_codec=payload_codec)

@@ -15,6 +15,7 @@ from ..enums import (ALLOWED_BIT_DEPTHS, DTYPE_INFO, PackingType, PadMode, Param
                      PayloadCodec, PermutationCoding, QuantizerType, SourceDtype, SourceLayout,
                      UnitType)
 from ..errors import ConformanceViolation, UnsupportedFeature
+from ..packing import order_of_groups
 from ..records import LayerHeader, QuantParams
 from . import fast
 from .base import Located
@@ -51,6 +52,7 @@ def read_layer_header(reader, payload: bytes, start: int, path: str,
     params = _quant_params(fields, qtype, dtype, full.sample_bit_depth,
                            2 if param_format == ParamFormat.BINARY16 else 4)
     perm = _channel_permutation(fields)
+    grouped = full.get("grouped_permutation")
     packing, rows, cols = _packing(reader, fields)
     return LayerHeader(
         layer_id=layer_id, source_layout=SourceLayout(full.source_layout), source_dtype=dtype,
@@ -61,7 +63,9 @@ def read_layer_header(reader, payload: bytes, start: int, path: str,
         tile_rows=rows, tile_cols=cols, pad_mode=PadMode(full.pad_mode),
         pad_bottom=full.pad_bottom, pad_right=full.pad_right,
         payload_codec=PayloadCodec(full.payload_codec), param_format=param_format,
-        permutation_coding=perm_coding)
+        permutation_coding=perm_coding,
+        group_bits=grouped.group_bits if grouped is not None else None,
+        channel_groups=tuple(grouped.channel_group) if grouped is not None else None)
 
 
 def _fixed_fields(reader, f: Located) -> str:
@@ -115,25 +119,42 @@ def _fixed_fields(reader, f: Located) -> str:
     return layer_id
 
 
-def _reserved_packing_type(reader, c, payload: bytes, start: int, path: str) -> None:
-    """packing_type read where the fixed fields put it, before the rest is parsed: 2 is
-    reserved in a stream whose version_minor is below 2 (clause 8.3.9), where no tile_grid()
-    follows it, so that such a stream is refused as a decoder of version 1.0 or 1.1 refuses
-    it, and not for the tile_grid() it lacks."""
-    if reader.version_minor >= syntax.FORMAT12_VERSION_MINOR:
-        return
+def _packing_type_offset(reader, c, payload: bytes, start: int, path: str) -> int | None:
+    """The offset of packing_type in layer_header(), from the fixed fields, before the
+    arrays are read; on the way, group_bits of a grouped_permutation() (clause 8.3.16),
+    which the size of the structure depends on, is refused outside 1..8.  None when the
+    payload ends first (the full parse reports it)."""
     ext = c.layer_header_ext
     value = 2 if ext is not None and ext.param_format == ParamFormat.BINARY16 else 4
     sets = c.num_channels if c.layer_flags.per_channel_quant_flag else 1
     pos = 1 + c.len_layer_id + 21 + (2 if ext is not None else 0) + sets * value * (
         1 if c.quantizer_type == QuantizerType.INTEGER else 2)
-    if c.layer_flags.channel_permutation_flag:
-        if ext is not None and ext.permutation_coding == PermutationCoding.COMPACT:
-            pos += -(-(c.num_channels * syntax.perm_bits(c.num_channels)) // 8)
-        else:
-            pos += 4 * c.num_channels
-    if pos < len(payload) and payload[pos] == PackingType.DENSE:   # the message of 1.1
-        reader.stop(UnsupportedFeature, "8.3.9",
+    if not c.layer_flags.channel_permutation_flag:
+        return pos
+    coding = ext.permutation_coding if ext is not None else PermutationCoding.U32
+    if coding == PermutationCoding.COMPACT:
+        return pos - (-(c.num_channels * syntax.perm_bits(c.num_channels)) // 8)
+    if coding == PermutationCoding.GROUPED:
+        if pos >= len(payload):
+            return None
+        if payload[pos] not in syntax.GROUP_BITS_RANGE:
+            reader.stop(ConformanceViolation, "8.3.16",
+                        f"group_bits shall be in 1..8, got {payload[pos]}", start + pos,
+                        f"{path}.grouped_permutation.group_bits")
+        return pos + syntax.grouped_permutation_size(c.num_channels, payload[pos])
+    return pos + 4 * c.num_channels
+
+
+def _reserved_packing_type(reader, c, payload: bytes, start: int, path: str) -> None:
+    """packing_type read where the fixed fields put it, before the rest is parsed: 2 is
+    reserved in a stream whose version_minor is below 2 (clause 8.3.9), where no tile_grid()
+    follows it, so that such a stream is refused as a decoder of version 1.0 or 1.1 refuses
+    it, and not for the tile_grid() it lacks."""
+    pos = _packing_type_offset(reader, c, payload, start, path)
+    if reader.version_minor >= syntax.FORMAT12_VERSION_MINOR:
+        return
+    if pos is not None and pos < len(payload) and payload[pos] == PackingType.DENSE:
+        reader.stop(UnsupportedFeature, "8.3.9",     # the message of 1.1
                     "packing_type 2 is reserved", start + pos,
                     f"{path}.packing_type")
 
@@ -177,10 +198,19 @@ def _quant_params(f: Located, qtype: QuantizerType, dtype: SourceDtype,
 
 
 def _channel_permutation(f: Located) -> tuple[int, ...] | None:
-    """channel_permutation or compact_permutation() (clauses 8.3.8, 8.3.16), when
-    channel_permutation_flag is 1."""
+    """channel_permutation, compact_permutation() or grouped_permutation() (clauses 8.3.8,
+    8.3.16), when channel_permutation_flag is 1: ChannelOrder."""
     full = f.parsed
-    compact = full.get("compact_permutation")
+    compact, grouped = full.get("compact_permutation"), full.get("grouped_permutation")
+    if grouped is not None:
+        if grouped.group_alignment_zero_bits:
+            f.fail(ConformanceViolation, "8.3.16",
+                   f"group_alignment_zero_bits shall be 0, got "
+                   f"{grouped.group_alignment_zero_bits}", "grouped_permutation",
+                   ".group_alignment_zero_bits",
+                   1 + full.num_channels * grouped.group_bits // 8)
+        # any channel_group values give a permutation: no check of clause 8.3.8 applies
+        return order_of_groups(grouped.channel_group)
     if full.channel_permutation is None and compact is None:
         return None
     if compact is not None:

@@ -30,7 +30,7 @@ def _layer_header_fields(h: LayerHeader) -> dict:
         params = [dict(offset_value=p.offset_value) for p in h.quant_params]
     else:
         params = [dict(min_value=p.min_value, max_value=p.max_value) for p in h.quant_params]
-    ext = compact = None
+    ext = compact = grouped = None
     if h.has_ext:
         ext = dict(param_format=int(h.param_format_value),
                    permutation_coding=int(h.permutation_coding_value))
@@ -38,6 +38,12 @@ def _layer_header_fields(h: LayerHeader) -> dict:
     if perm is not None and h.permutation_coding_value == PermutationCoding.COMPACT:
         perm, compact = None, dict(channel_permutation_entry=perm,
                                    permutation_alignment_zero_bits=0)
+    elif perm is not None and h.permutation_coding_value == PermutationCoding.GROUPED:
+        if h.channel_groups is None or h.group_bits is None:
+            raise ValueError("a GROUPED permutation needs group_bits and channel_groups")
+        perm, grouped = None, dict(group_bits=h.group_bits,
+                                   channel_group=list(h.channel_groups),
+                                   group_alignment_zero_bits=0)
     return dict(
         layer_id=h.layer_id.encode("utf-8"), source_layout=int(h.source_layout),
         source_dtype=int(h.source_dtype), batch_size=h.batch_size, num_channels=h.num_channels,
@@ -50,6 +56,7 @@ def _layer_header_fields(h: LayerHeader) -> dict:
         quant_params=params,
         channel_permutation=perm,
         compact_permutation=compact,
+        grouped_permutation=grouped,
         packing_type=int(h.packing_type),
         tile_grid=dict(tile_rows=h.tile_rows, tile_cols=h.tile_cols)
         if h.packing_type in (PackingType.TILED, PackingType.DENSE) else None,

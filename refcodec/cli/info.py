@@ -45,6 +45,10 @@ def stream_info(data: bytes, limits=None) -> dict:
             "param_format": lh.param_format.name.lower() if lh.has_ext else None,
             "permutation_coding": (lh.permutation_coding.name.lower() if lh.has_ext
                                    else None),
+            # grouped_permutation() (permutation_coding grouped): None otherwise
+            "group_bits": lh.group_bits,
+            "channel_groups": list(lh.channel_groups) if lh.channel_groups is not None
+            else None,
             "picture_width": lh.picture_width, "picture_height": lh.picture_height,
             "num_pictures": lh.num_pictures,
             "sample_md5": layer.sample_md5.hex(),

@@ -290,10 +290,13 @@ def add_parser(sub) -> None:
     enc.add_argument("--param-format", choices=["binary32", "binary16"],
                      default=d.param_format,
                      help="binary16: 2-byte quantizer parameters (format 1.2)")
-    enc.add_argument("--permutation-coding", choices=["auto", "compact", "u32"],
+    enc.add_argument("--permutation-coding", choices=["auto", "compact", "grouped", "u32"],
                      default=d.permutation_coding,
-                     help="coding of --channel-order: compact = Ceil(Log2 C) bits per entry "
-                          "(format 1.2); auto: compact when the layer uses 1.2 syntax anyway")
+                     help="coding of --channel-order: compact = Ceil(Log2 C) bits per entry, "
+                          "grouped = a group number per channel, the channels sorted by group "
+                          "(Ceil(Log2 R) bits per entry for an order of R increasing runs; "
+                          "both format 1.2); auto: compact when the layer uses 1.2 syntax "
+                          "anyway")
     enc.add_argument("--pad-mode", choices=["replicate", "zero"], default=d.pad_mode)
     enc.add_argument("--channel-order", type=_order, metavar="I,J,...",
                      help="permutation: picture slot k carries channel I_k")

@@ -21,6 +21,7 @@ from ..codec import EncoderConfig
 from ..enums import LEVELS, SourceDtype
 from ..errors import RefcodecError
 from ..face.codec import FaceConfig
+from ..packing import order_of_groups
 from .errors import SuiteError
 
 
@@ -46,7 +47,8 @@ HEVC_EDITS = ("", "pps_before_sps", "changed_sps")
 #: picture filled with a checkerboard of the extreme sample values (unused_tiles_nonzero,
 #: packing tiled).
 FACE_STREAM_EDITS = ("faces_first", "faces_between", "faces_in_1_0")
-STREAM_EDITS = ("", *FACE_STREAM_EDITS, "extra_padding", "unused_tiles_nonzero")
+STREAM_EDITS = ("", *FACE_STREAM_EDITS, "extra_padding", "unused_tiles_nonzero",
+                "sparse_groups")
 #: Values of the ``face`` column: no face, a base layer only, or the enhancement layer's
 #: texture codec.
 FACE_KINDS = ("", "base", "hevc", "jpeg", "jpeg2000")
@@ -139,13 +141,19 @@ _BOOL_COLUMNS = {"per_channel", "lossless", "future_minor"}
 
 def channel_order(text: str, channels: int) -> tuple[int, ...] | None:
     """The channel order a table cell names: ``identity`` (no channel_permutation),
-    ``reverse``, ``shuffle:SEED`` (a seeded random permutation) or an explicit list such as
-    ``2;0;1`` (signalled even when it is the identity)."""
+    ``reverse``, ``shuffle:SEED`` (a seeded random permutation), ``groups:K:SEED`` (every
+    channel in one of K seeded random groups, the channels sorted by group: the orders the
+    grouped permutation of format 1.2 codes in Ceil(Log2 K) bits) or an explicit list such
+    as ``2;0;1`` (signalled even when it is the identity)."""
     text = text.strip()
     if text in ("", "identity"):
         return None
     if text == "reverse":
         return tuple(range(channels - 1, -1, -1))
+    if text.startswith("groups:"):
+        _, k, seed = text.split(":")
+        groups = np.random.default_rng(int(seed)).integers(0, int(k), channels)
+        return order_of_groups(groups)
     if text.startswith("shuffle:"):
         seed = int(text.split(":", 1)[1])
         return tuple(int(v) for v in np.random.default_rng(seed).permutation(channels))
@@ -249,6 +257,9 @@ def _validate(f: Features, where: str) -> None:
     if f.stream_edit == "unused_tiles_nonzero" and (f.packing != "tiled" or not f.layers
                                                     or f.x265_params or f.hevc_edit):
         bad("stream_edit unused_tiles_nonzero needs a tiled layer coded by the encoder")
+    if f.stream_edit == "sparse_groups" and (f.permutation_coding != "grouped"
+                                             or not f.layers):
+        bad("stream_edit sparse_groups needs a layer of permutation_coding grouped")
     if f.tile_grid and not re.fullmatch(r"[0-9]+x[0-9]+", f.tile_grid):
         bad(f"tile_grid shall be ROWSxCOLS such as 2x3, got {f.tile_grid!r}")
     try:

@@ -91,6 +91,20 @@ def _checkerboard_unused_tiles(pictures: np.ndarray, h) -> np.ndarray:
     return pictures
 
 
+def _sparse_groups(data: bytes) -> bytes:
+    """Layer 0's grouped permutation rewritten with group_bits 8 and its R groups numbered
+    far apart, group g as 250 - 37 (R - 1 - g) (139, 176, 213, 250 for four groups): the
+    numbers increase with the group, so the order and the pictures stay the same, and a
+    decoder has to sort by the numbers whatever their width and gaps."""
+    s = read_headers(data)
+    h = s.layers[0].header
+    runs = max(h.channel_groups) + 1
+    if runs * 37 > 250:
+        raise SuiteError("stream_edit sparse_groups: more than 6 groups")
+    spread = tuple(250 - 37 * (runs - 1 - g) for g in h.channel_groups)
+    return _change_layer0(s, group_bits=8, channel_groups=spread)
+
+
 def _stream_edit(data: bytes, kind: str, f: Features) -> bytes:
     """The stream edited after coding (Features.stream_edit)."""
     if kind == "extra_padding":
@@ -100,6 +114,8 @@ def _stream_edit(data: bytes, kind: str, f: Features) -> bytes:
                                              pad_right=h.pad_right + 8))
     if kind == "unused_tiles_nonzero":
         return _recode_layer0(data, f, _checkerboard_unused_tiles)
+    if kind == "sparse_groups":
+        return _sparse_groups(data)
     if kind == "faces_in_1_0":
         return _rehead(_put(data, 9, b"\x00"))
     units = _units(data)

@@ -126,6 +126,26 @@ def perm_pad_bits(num_channels: int) -> int:
     return -(num_channels * perm_bits(num_channels)) % 8
 
 
+#: group_bits (clause 8.3.16): the range of the width of a channel_group entry.
+GROUP_BITS_RANGE = range(1, 9)
+
+
+def group_pad_bits(num_channels: int, group_bits: int) -> int:
+    """GroupPadBits (clause 8.3.14): the zero bits that end grouped_permutation() on a byte
+    boundary."""
+    return -(num_channels * group_bits) % 8
+
+
+def grouped_permutation_size(num_channels: int, group_bits: int) -> int:
+    """The bytes of grouped_permutation(): group_bits, then the entries and their alignment
+    bits."""
+    return 1 + -(-(num_channels * group_bits) // 8)
+
+
+def _group_bits(ctx) -> int:
+    return ctx.group_bits
+
+
 layer_header_ext = Struct(
     "param_format" / Int8ub * "8.3.15",
     "permutation_coding" / Int8ub * "8.3.16",
@@ -149,6 +169,19 @@ compact_permutation = BitStruct(
         Expr(lambda ctx: perm_pad_bits(_root(ctx).num_channels) > 0, "PermPadBits > 0"),
         BitsInteger(Expr(lambda ctx: perm_pad_bits(_root(ctx).num_channels),
                          "PermPadBits"))) * "8.3.16",
+)
+
+grouped_permutation = BitStruct(
+    "group_bits" / BitsInteger(8) * "8.3.16",
+    "channel_group" / Array(
+        Expr(lambda ctx: _root(ctx).num_channels, "num_channels"),
+        BitsInteger(Expr(_group_bits, "group_bits"))) * "8.3.16",
+    "group_alignment_zero_bits" / If(
+        Expr(lambda ctx: group_pad_bits(_root(ctx).num_channels, ctx.group_bits) > 0,
+             "GroupPadBits > 0"),
+        BitsInteger(Expr(lambda ctx: group_pad_bits(_root(ctx).num_channels,
+                                                    ctx.group_bits),
+                         "GroupPadBits"))) * "8.3.16",
 )
 
 tile_grid = Struct(
@@ -186,6 +219,11 @@ layer_header = Struct(
              and PERMUTATION_CODING(ctx) == 1,
              "channel_permutation_flag && PermutationCoding == 1"),
         compact_permutation) * "8.3.16",
+    "grouped_permutation" / If(
+        Expr(lambda ctx: ctx.layer_flags.channel_permutation_flag
+             and PERMUTATION_CODING(ctx) == 2,
+             "channel_permutation_flag && PermutationCoding == 2"),
+        grouped_permutation) * "8.3.16",
     "packing_type" / Int8ub * "8.3.9",
     "tile_grid" / If(Expr(lambda ctx: ctx.packing_type in (1, 2),
                           "packing_type == 1 || packing_type == 2"), tile_grid),
@@ -250,6 +288,7 @@ STRUCTURES = {
     "minmax_params": minmax_params,
     "offset_params": offset_params,
     "compact_permutation": compact_permutation,
+    "grouped_permutation": grouped_permutation,
     "tile_grid": tile_grid,
     "layer_data": layer_data,
     "face_base": face_base,

@@ -292,18 +292,23 @@ _alteration("offset_out_of_range", "8.3.7-e",
             "an integer quantizer", lambda s: not _minmax(s))(
     lambda data, s: _with_q0(s, QuantParams(offset_value=float(
         1 << DTYPE_INFO[s.layers[0].header.source_dtype].precision))))
+def _entries(s: Stream) -> bool:
+    """Whether layer 0 codes its channel order entry by entry (a grouped permutation
+    always gives a permutation)."""
+    h = s.layers[0].header
+    return h.channel_permutation is not None and h.permutation_coding_value.name != "GROUPED"
+
+
 _alteration("permutation_repeated", "8.3.8-a",
             "the last entry of channel_permutation repeats the first",
-            "a signalled channel_permutation",
-            lambda s: s.layers[0].header.channel_permutation is not None
-            and s.layers[0].header.num_channels >= 2)(
+            "a signalled channel_permutation (32-bit or compact entries)",
+            lambda s: _entries(s) and s.layers[0].header.num_channels >= 2)(
     lambda data, s: _change_layer0(s, channel_permutation=(
         s.layers[0].header.channel_permutation[:-1]
         + s.layers[0].header.channel_permutation[:1])))
 _alteration("permutation_out_of_range", "8.3.8-a",
             "the last entry of channel_permutation is num_channels",
-            "a signalled channel_permutation",
-            lambda s: s.layers[0].header.channel_permutation is not None)(
+            "a signalled channel_permutation (32-bit or compact entries)", _entries)(
     lambda data, s: _change_layer0(s, channel_permutation=(
         s.layers[0].header.channel_permutation[:-1] + (s.layers[0].header.num_channels,))))
 
@@ -602,12 +607,52 @@ _alteration("layer_header_ext_in_version_1_1", "8.2.1-a",
 _alteration("param_format_reserved", "8.3.15-a", "reserved param_format 2",
             "a layer_header_ext unit", lambda s: s.layers[0].header.has_ext)(
     lambda data, s: _patch_ext_header(data, _ext_offset(s), 2))
-_alteration("permutation_coding_reserved", "8.3.16-a", "reserved permutation_coding 2",
+_alteration("permutation_coding_reserved", "8.3.16-a", "reserved permutation_coding 3",
             "a layer_header_ext unit", lambda s: s.layers[0].header.has_ext)(
-    lambda data, s: _patch_ext_header(data, _ext_offset(s) + 1, 2))
+    lambda data, s: _patch_ext_header(data, _ext_offset(s) + 1, 3))
 _alteration("compact_permutation_alignment_bits", "8.3.16-b",
             "the last permutation_alignment_zero_bit of compact_permutation() is 1",
             "a compact channel permutation with alignment bits", _compact_padded)(
     lambda data, s: _patch_ext_header(
         data, _compact_last_byte(s),
         _ext_unit(data)[1][_compact_last_byte(s)] | 0x01))
+
+
+def _grouped(s: Stream) -> bool:
+    h = s.layers[0].header
+    return h.channel_permutation is not None and h.permutation_coding_value.name == "GROUPED"
+
+
+def _group_bits_offset(s: Stream) -> int:
+    """The offset of group_bits (the first byte of grouped_permutation()) in layer 0's
+    layer_header()."""
+    return _ext_offset(s) + 2 + _quant_params_bytes(s)
+
+
+def _group_bits_zero(data: bytes, s: Stream) -> bytes:
+    """group_bits 0 and so no entries and no alignment bits: grouped_permutation() is the
+    one byte group_bits would make it."""
+    unit, payload = _ext_unit(data)
+    at, h = _group_bits_offset(s), s.layers[0].header
+    new = (payload[:at] + b"\x00"
+           + payload[at + syntax.grouped_permutation_size(h.num_channels, h.group_bits):])
+    return _replace_unit(data, unit, bitstream.build_unit(UnitType.LAYER_HEADER_EXT, new))
+
+
+_alteration("group_bits_zero", "8.3.16-c",
+            "group_bits 0: a grouped_permutation() of one byte, with entries of no bits",
+            "a grouped channel permutation", _grouped)(_group_bits_zero)
+_alteration("group_bits_above_8", "8.3.16-c",
+            "group_bits 9, with the groups written in entries of 9 bits",
+            "a grouped channel permutation", _grouped)(
+    lambda data, s: _change_layer0(s, group_bits=9))
+_alteration("grouped_permutation_alignment_bits", "8.3.16-d",
+            "the last group_alignment_zero_bit of grouped_permutation() is 1",
+            "a grouped channel permutation with alignment bits",
+            lambda s: _grouped(s) and syntax.group_pad_bits(
+                s.layers[0].header.num_channels, s.layers[0].header.group_bits) > 0)(
+    lambda data, s: _patch_ext_header(
+        data, _group_bits_offset(s) + syntax.grouped_permutation_size(
+            s.layers[0].header.num_channels, s.layers[0].header.group_bits) - 1,
+        _ext_unit(data)[1][_group_bits_offset(s) + syntax.grouped_permutation_size(
+            s.layers[0].header.num_channels, s.layers[0].header.group_bits) - 1] | 0x01))

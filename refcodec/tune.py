@@ -51,10 +51,11 @@ X265 = {"efficient": ("medium", "sao=0"), "fast": ("medium", "sao=0:ctu=16")}
 RDOQ_PARAMS = "rdoq-level=2"
 RDOQ_MAX_TILE = 8
 #: A.7.1: dense packing (format 1.2, packing_type 2) for maps whose sides are not
-#: multiples of 8, except maps smaller than 8x8 that fill at least half of their 8x8 tile
-#: (6x6, 7x7: one map per transform block); False writes only the syntax of format 1.1.
+#: multiples of 8, except maps smaller than 8x8 that fill at least DENSE_MAX_FILL of their
+#: 8x8 tile (1.0: none; the first versions of this tune tiled 6x6 and 7x7 maps at 0.5,
+#: before the grouped order of A.7.5); False writes only the syntax of format 1.1.
 DENSE = True
-DENSE_MAX_FILL = 0.5
+DENSE_MAX_FILL = 1.0
 #: A layer is signed when more than this fraction of its elements is negative (A.7.2).
 SIGNED_FRACTION = 0.01
 #: A.7.2, A.7.3: maps of at most this many elements (16x16) are coded at 10 bits and

@@ -32,6 +32,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import refcodec
+from refcodec.enums import PackingType, ParamFormat, PermutationCoding
 from refcodec.errors import BitstreamError
 from refcodec.verify import verify
 
@@ -150,7 +151,12 @@ def test_seeds_are_conformant_and_understood_by_the_harness(corpus, references):
     made = [d for n, d in corpus if not n.startswith("conformance/")]
     headers = [x.header for d in made for x in refcodec.read_headers(d).layers]
     assert {h.sample_bit_depth for h in headers} == {8, 10, 12}
-    assert {int(h.quantizer_type) for h in headers} == {0, 1, 2}
+    assert {int(h.quantizer_type) for h in headers} == {0, 1, 2, 3}
+    # format 1.2: dense packing, binary16 parameters, compact and grouped permutations
+    assert {h.permutation_coding for h in headers if h.has_ext} == {
+        PermutationCoding.COMPACT, PermutationCoding.GROUPED}
+    assert any(h.packing_type == PackingType.DENSE for h in headers)
+    assert any(h.param_format == ParamFormat.BINARY16 for h in headers)
     assert {int(h.source_dtype) for h in headers} == {0, 1, 2}
     assert {int(h.source_layout) for h in headers} == {0, 1}
     assert any(h.per_channel_quant_flag for h in headers)

@@ -179,9 +179,8 @@ def test_small_maps_go_into_one_mosaic(c, h, grid):
     choice = tune.choose("a", x, "efficient")
     rows, cols = choice.config.tile_grid
     assert rows * cols >= c and sorted((rows, cols)) == sorted(grid)
-    # maps that need padding are packed densely (format 1.2), the others tiled, and so are
-    # maps that fill at least half of an 8x8 tile (7x7)
-    assert choice.config.packing == ("dense" if h % 8 and h not in (6, 7) else "tiled")
+    # maps that need padding are packed densely (format 1.2), the others tiled
+    assert choice.config.packing == ("dense" if h % 8 else "tiled")
     header = refcodec.read_headers(refcodec.encode(x, tune="efficient")).layers[0].header
     assert header.num_pictures == 1 and min(header.picture_width, header.picture_height) >= 16
 

@@ -93,7 +93,7 @@ VARIANTS = {
     "groups-8": _variant({"ORDER_GROUP_BITS": 3}),
     "per-channel-b16": _variant(per_channel=True, param_format="binary16"),
     "no-dense": _variant({"DENSE": False}),
-    "dense-all": _variant({"DENSE_MAX_FILL": 2.0}),
+    "tiled-7x7": _variant({"DENSE_MAX_FILL": 0.5}),
     "sao": _variant(x265_params=_drop("sao")),
     "rdoq-everywhere": _variant(x265_params=lambda t: t if "rdoq" in t else ":".join(
         i for i in (t, "rdoq-level=2") if i)),

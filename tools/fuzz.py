@@ -744,6 +744,18 @@ def build_corpus(conformance_dir: Path | None = CONFORMANCE_DIR,
         ("lossless_uniform10",
          refcodec.encode({"l": f((1, 2, 16, 16))},
                          C(quantizer="uniform", bit_depth=10, lossless=True, **fast))),
+        # format 1.2: dense packing with a grouped order, compact order with binary16
+        # parameters, the square-root quantizer
+        ("v12_dense_grouped",
+         refcodec.encode({"g": f((1, 12, 7, 7))},
+                         C(quantizer="uniform", packing="dense",
+                           channel_order=(1, 4, 7, 10, 0, 2, 3, 5, 6, 8, 9, 11),
+                           permutation_coding="grouped", **fast))),
+        ("v12_compact_binary16",
+         refcodec.encode({"c": f((1, 5, 8, 8))},
+                         C(per_channel=True, param_format="binary16", packing="tiled",
+                           tile_grid=(2, 3), channel_order=(3, 1, 4, 0, 2), **fast))),
+        ("v12_sqrt", refcodec.encode({"s": f((1, 2, 16, 16))}, C(quantizer="sqrt", **fast))),
     ]
     from refcodec.face.codec import FaceConfig, FaceInput
     img = np.clip(f((1, 3, 24, 32))[0].transpose(1, 2, 0) * 40, 0, 255).astype(np.uint8)

@@ -133,8 +133,7 @@ def near_square_grid(channels: int, tile_h: int, tile_w: int,
 def order_of_groups(groups) -> tuple[int, ...]:
     """ChannelOrder of a grouped_permutation() (clause 8.3.8): the channel indices sorted by
     their channel_group, channels of equal group in increasing index order."""
-    return tuple(int(i) for i in np.argsort(np.asarray(groups, dtype=np.int64),
-                                            kind="stable"))
+    return tuple(np.argsort(np.asarray(groups, dtype=np.int64), kind="stable").tolist())
 
 
 def groups_of_order(order) -> tuple[tuple[int, ...], int]:

@@ -14,11 +14,12 @@ coded at); Annex A.7 gives each with the measurement that justifies it.  The tun
   square-root quantizer (format 1.2) for non-negative layers of large maps without a heavy
   tail and the log quantizer for those of small maps, 10-bit and clipping on small signed
   maps, flattening of near-constant small maps, the maps ordered by their mean where the
-  compact permutation is cheap and by four groups of their mean where only the grouped
+  compact permutation is cheap and by 32 groups of their mean where only the grouped
   permutation (format 1.2) is, libx265 preset medium without SAO, with RDOQ on tiles of at
-  most 8x8.
-* ``fast``: the same rules, libx265 preset medium without SAO, with 16x16 CTUs and no
-  RDOQ: an encode time within 1.1x of the seed's (tools/bench_rd.py measures it).
+  most 8x8 and transform skip with the square-root quantizer.
+* ``fast``: the same rules, libx265 preset medium without SAO (transform skip with the
+  square-root quantizer), with 16x16 CTUs and no RDOQ: an encode time within 1.1x of the
+  seed's (tools/bench_rd.py measures it).
 
 Clipping and flattening change the tensor before it is quantized (inside today's format;
 the decoder is unchanged): ``Choice.apply(tensor)`` is the tensor the encoder codes.
@@ -50,6 +51,9 @@ TUNES = ("seed", "fast", "efficient")
 X265 = {"efficient": ("medium", "sao=0"), "fast": ("medium", "sao=0:ctu=16")}
 RDOQ_PARAMS = "rdoq-level=2"
 RDOQ_MAX_TILE = 8
+#: A.7.6: both tunes add TSKIP_PARAMS (transform skip of 4x4 blocks) where the layer has
+#: the square-root quantizer ("": never).
+TSKIP_PARAMS = "tskip=1"
 #: A.7.1: dense packing (format 1.2, packing_type 2) for maps whose sides are not
 #: multiples of 8, except maps smaller than 8x8 that fill at least DENSE_MAX_FILL of their
 #: 8x8 tile (1.0: none; the first versions of this tune tiled 6x6 and 7x7 maps at 0.5,
@@ -85,9 +89,10 @@ FLAT_NOISE_CAP = False
 ORDER_MAX_BITS_PER_ELEMENT = 1 / 16
 #: A.7.5: where the compact permutation costs more, the maps are ordered by groups of
 #: their mean, 2^ORDER_GROUP_BITS groups of equal count coded with the grouped permutation
-#: (ORDER_GROUP_BITS bits per channel), when that costs at most the same bits per element
-#: (0: never).
-ORDER_GROUP_BITS = 2
+#: (ORDER_GROUP_BITS bits per channel), when that costs at most
+#: ORDER_GROUP_MAX_BITS_PER_ELEMENT bits per element (ORDER_GROUP_BITS 0: never).
+ORDER_GROUP_BITS = 5
+ORDER_GROUP_MAX_BITS_PER_ELEMENT = 1 / 8
 #: Clipping candidates (A.7.3): lower and upper percentiles of the layer's values; a
 #: clipping is taken when its estimated error is below CLIP_GAIN times the unclipped one.
 CLIP_PERCENTILES = ((0.01, 99.99), (0.1, 99.9))
@@ -242,23 +247,25 @@ def mean_order(x: np.ndarray, tiles: int,
     the compact code, when Ceil(Log2 C) bits per channel cost at most
     ORDER_MAX_BITS_PER_ELEMENT per element; else the order of 2^ORDER_GROUP_BITS groups of
     equal count by the mean (channels of a group in index order) with the grouped code,
-    when ORDER_GROUP_BITS bits do; else, or when the order is the identity, (None,
-    "auto")."""
+    when ORDER_GROUP_BITS bits per channel are fewer than the compact code's and cost at
+    most ORDER_GROUP_MAX_BITS_PER_ELEMENT per element; else, or when the order is the
+    identity, (None, "auto")."""
     c = x.shape[1]
     budget = ORDER_MAX_BITS_PER_ELEMENT * elements_per_channel
+    group_budget = ORDER_GROUP_MAX_BITS_PER_ELEMENT * elements_per_channel
     if tiles < 2 or c < 2:
         return None, "auto"
     # (flattening keeps a map's mean; clipping may move it: x is the clipped tensor)
     by_mean = np.argsort(x.mean(axis=(0, 2, 3), dtype=np.float64), kind="stable")
     if perm_bits(c) <= budget:
         order, coding = by_mean, "compact"
-    elif 0 < ORDER_GROUP_BITS <= budget:
+    elif 0 < ORDER_GROUP_BITS < perm_bits(c) and ORDER_GROUP_BITS <= group_budget:
         rank = np.empty(c, dtype=np.int64)
         rank[by_mean] = np.arange(c)
         order, coding = np.argsort((rank << ORDER_GROUP_BITS) // c, kind="stable"), "grouped"
     else:
         return None, "auto"
-    order = tuple(int(i) for i in order)
+    order = tuple(order.tolist())
     return (None, "auto") if order == tuple(range(c)) else (order, coding)
 
 
@@ -350,6 +357,9 @@ def choose(name: str, tensor, tune: str, base: EncoderConfig | None = None) -> C
     if tune == "efficient" and max(th, tw) <= RDOQ_MAX_TILE:
         x265 = ":".join((x265, RDOQ_PARAMS))
         reasons.append(f"tiles of {tw}x{th}: {RDOQ_PARAMS}")
+    if quantizer == "sqrt" and TSKIP_PARAMS:
+        x265 = ":".join((x265, TSKIP_PARAMS))
+        reasons.append(f"square-root quantizer: {TSKIP_PARAMS}")
     cfg = EncoderConfig(quantizer=quantizer, bit_depth=bit_depth, packing=packing_name,
                         tile_grid=(rows, cols) if rows * cols > 1 else None,
                         channel_order=order,

@@ -58,6 +58,11 @@ def test_non_negative_layer_keeps_the_log_quantizer_on_small_maps():
     assert (choice.config.quantizer, choice.config.bit_depth, choice.clip) == \
         ("sqrt", 8, None)
     assert any("sqrt" in r for r in choice.reasons)
+    # with transform skip (A.7.6), in both tunes; the uniform layers above go without it
+    assert "tskip=1" in choice.config.x265_params.split(":")
+    assert "tskip=1" in tune.choose("a", x, "fast", at37).config.x265_params.split(":")
+    assert "tskip" not in tune.choose("a", x, "efficient",
+                                      refcodec.EncoderConfig(qp=27)).config.x265_params
     # which makes a format 1.2 stream, decoded with the square-root levels: on smooth maps
     # (ramps, which HEVC codes well at QP 37) the error is 0.034 of the range in RMS, and
     # the uniform levels, max * (y / max)^2, would be 0.21 off
@@ -103,31 +108,37 @@ def test_mosaic_maps_are_ordered_by_their_mean_when_the_code_is_cheap():
     assert tune.choose("a", ordered, "efficient").config.channel_order is None
 
 
-def test_large_mosaics_are_ordered_by_four_groups_of_the_mean():
-    """1280 maps of 7x7: 11 bits a channel is above 1/16 bit per element, the 2 bits of the
-    grouped code are not; 1x1 maps: neither is."""
+def test_large_mosaics_are_ordered_by_32_groups_of_the_mean():
+    """1280 maps of 7x7: 11 bits a channel is above 1/16 bit per element, the 5 bits of the
+    grouped code are within its 1/8 bit per element; 1x1 maps: neither is."""
     rng = np.random.default_rng(5)
     x = relu((1, 1280, 7, 7), 2) * rng.uniform(0.1, 3, (1, 1280, 1, 1)).astype(np.float32)
     choice = tune.choose("a", x, "efficient", refcodec.EncoderConfig(qp=32))
     order = choice.config.channel_order
     assert choice.config.permutation_coding == "grouped"
-    assert any("4 groups of their mean" in r for r in choice.reasons)
+    assert any("32 groups of their mean" in r for r in choice.reasons)
     means = choice.apply(x).mean(axis=(0, 2, 3), dtype=np.float64)
-    # four quarters of 320 channels each, in increasing mean, index order inside a quarter
-    quarters = np.asarray(order).reshape(4, 320)
-    assert np.all(np.diff(quarters, axis=1) > 0)
-    assert all(means[quarters[g]].max() <= means[quarters[g + 1]].min() for g in range(3))
+    # 32 groups of 40 channels each, in increasing mean, index order inside a group
+    groups = np.asarray(order).reshape(32, 40)
+    assert np.all(np.diff(groups, axis=1) > 0)
+    assert all(means[groups[g]].max() <= means[groups[g + 1]].min() for g in range(31))
     data = refcodec.encode({"a": x}, refcodec.EncoderConfig(qp=32), tune="efficient")
     header = refcodec.read_headers(data).layers[0].header
-    assert header.channel_permutation == order and header.group_bits == 2
-    # 320 bytes of groups and group_bits, against 1,760 bytes of the compact code
+    assert header.channel_permutation == order and header.group_bits == 5
+    # 800 bytes of groups and a byte of group_bits, against 1,760 bytes of the compact code
     compact = dataclasses.replace(choice.config, permutation_coding="compact")
-    assert len(refcodec.encode({"a": choice.apply(x)}, compact)) - len(data) == 1760 - 321
+    assert len(refcodec.encode({"a": choice.apply(x)}, compact)) - len(data) == 1760 - 801
     # the decoder puts the channels back
     assert np.abs(refcodec.decode(data)["a"] - choice.apply(x)).max() < 0.2 * np.ptp(x)
     # off: no order at all (A.7.5's old rule)
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(tune, "ORDER_GROUP_BITS", 0)
+        assert tune.choose("a", x, "efficient").config.channel_order is None
+    # 6 bits are within the budget (6 <= 49 / 8), 7 are not
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(tune, "ORDER_GROUP_BITS", 6)
+        assert tune.choose("a", x, "efficient").config.permutation_coding == "grouped"
+        mp.setattr(tune, "ORDER_GROUP_BITS", 7)
         assert tune.choose("a", x, "efficient").config.channel_order is None
     assert tune.choose("a", relu((1, 1280, 1, 1)), "efficient").config.channel_order is None
 
@@ -156,6 +167,7 @@ def test_clipping_follows_the_qp():
 
 def test_near_constant_maps_are_flattened_to_their_mean(monkeypatch):
     monkeypatch.setattr(tune, "ORDER_MAX_BITS_PER_ELEMENT", 0)   # the map stays in its tile
+    monkeypatch.setattr(tune, "ORDER_GROUP_MAX_BITS_PER_ELEMENT", 0)
     x = relu((1, 16, 8, 8), 4) + 1
     x[0, 3] = 2 + 1e-3 * np.random.default_rng(5).standard_normal((8, 8))
     choice = tune.choose("a", x, "efficient", refcodec.EncoderConfig(qp=37))

@@ -36,14 +36,14 @@ from refcodec.syntax import perm_bits  # noqa: E402
 GROUPS = (2, 4, 8, 16, 32)
 
 
-def variants(f: np.ndarray, choice) -> dict:
+def variants(f: np.ndarray, choice, groups=GROUPS) -> dict:
     """name -> (config, bytes of the stream not counted in its rate)."""
     c = f.shape[1]
     means = choice.apply(f).astype(np.float64).mean(axis=(0, 2, 3))
     rank = np.argsort(np.argsort(means, kind="stable"), kind="stable")
     # the efficient tune's own stream (with the permutation A.7.5 chose, if any)
     out = {"efficient": (choice.config, 0)}
-    for k in GROUPS:
+    for k in groups:
         order = np.argsort((rank * k) // c, kind="stable")
         out[f"groups-{k}"] = (dataclasses.replace(
             choice.config, channel_order=tuple(int(i) for i in order),
@@ -54,7 +54,7 @@ def variants(f: np.ndarray, choice) -> dict:
     return out
 
 
-def run(split_name: str, images: int) -> dict:
+def run(split_name: str, images: int, groups=GROUPS) -> dict:
     import torch
     from refcodec import evaluation, models
     torch.set_num_threads(1)
@@ -71,7 +71,7 @@ def run(split_name: str, images: int) -> dict:
             choice = tuning.choose(split_name, f, "efficient", refcodec.EncoderConfig(qp=qp))
             if choice.config.tile_grid is None:
                 raise SystemExit(f"{split_name}: the efficient tune makes no mosaic here")
-            for name, (cfg, free) in variants(f, choice).items():
+            for name, (cfg, free) in variants(f, choice, groups).items():
                 data = refcodec.encode({split_name: choice.apply(f)}, cfg)
                 y = torch.from_numpy(refcodec.decode(data)[split_name])
                 with torch.no_grad():
@@ -88,8 +88,12 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--split", default="conv5")
     ap.add_argument("--images", type=int, default=24)
+    ap.add_argument("--groups", type=int, nargs="+", default=list(GROUPS),
+                    help=f"numbers of groups to compare (2..256; default {GROUPS})")
     args = ap.parse_args(argv)
-    for name, bd in run(args.split, args.images).items():
+    if not all(2 <= k <= 256 for k in args.groups):
+        ap.error("--groups: each number of groups shall be 2..256 (group_bits 1..8)")
+    for name, bd in run(args.split, args.images, tuple(args.groups)).items():
         print(f"{args.split} {name}: {bench_rd._fmt(bd)} against the efficient tune "
               f"(equal softmax KL, {args.images} photographs)")
     return 0

@@ -74,6 +74,10 @@ def _drop(option):
     return lambda text: ":".join(i for i in text.split(":") if not i.startswith(option))
 
 
+def _add(options):
+    return lambda text: ":".join(i for i in (text, options) if i)
+
+
 #: --variants: each rule of the efficient tune changed in turn (Annex A.7's measurements)
 VARIANTS = {
     "no-clip": _variant(clip=None),
@@ -87,10 +91,12 @@ VARIANTS = {
     "log-large": _variant({"LOG_MAX_ELEMENTS": 1 << 62}),
     "uniform-large": _variant({"LARGE_NONNEGATIVE_QUANTIZER": "uniform"}),
     "flat-capped": _variant({"FLAT_FRACTION": 0.15, "FLAT_NOISE_CAP": True}),
-    "no-order": _variant({"ORDER_MAX_BITS_PER_ELEMENT": 0.0}),
+    "no-order": _variant({"ORDER_MAX_BITS_PER_ELEMENT": 0.0,
+                          "ORDER_GROUP_MAX_BITS_PER_ELEMENT": 0.0}),
     "order-all": _variant({"ORDER_MAX_BITS_PER_ELEMENT": float("inf")}),
     "no-groups": _variant({"ORDER_GROUP_BITS": 0}),
-    "groups-8": _variant({"ORDER_GROUP_BITS": 3}),
+    "groups-4": _variant({"ORDER_GROUP_BITS": 2}),
+    "groups-64": _variant({"ORDER_GROUP_BITS": 6}),
     "per-channel-b16": _variant(per_channel=True, param_format="binary16"),
     "no-dense": _variant({"DENSE": False}),
     "tiled-7x7": _variant({"DENSE_MAX_FILL": 0.5}),
@@ -98,6 +104,20 @@ VARIANTS = {
     "rdoq-everywhere": _variant(x265_params=lambda t: t if "rdoq" in t else ":".join(
         i for i in (t, "rdoq-level=2") if i)),
     "preset-slower": _variant(preset="slower"),
+    "no-psy": _variant(x265_params=_add("psy-rd=0:psy-rdoq=0")),
+    "no-aq": _variant(x265_params=_add("aq-mode=0")),
+    "no-psy-aq": _variant(x265_params=_add("psy-rd=0:psy-rdoq=0:aq-mode=0")),
+    "tu-depth-2": _variant(x265_params=_add("tu-intra-depth=2")),
+    "tu-depth-3": _variant(x265_params=_add("tu-intra-depth=3")),
+    "rd-4": _variant(x265_params=_add("rd=4")),
+    "rd-6": _variant(x265_params=_add("rd=6")),
+    "rd-6-tu-2": _variant(x265_params=_add("rd=6:tu-intra-depth=2")),
+    "no-tskip": _variant(x265_params=_drop("tskip")),
+    "tskip": _variant(x265_params=_add("tskip=1")),
+    "no-sis": _variant(x265_params=_add("strong-intra-smoothing=0")),
+    "rd-refine": _variant(x265_params=_add("rd-refine=1")),
+    "rskip-0": _variant(x265_params=_add("rskip=0")),
+    "no-fast-intra": _variant(x265_params=_add("no-fast-intra=1")),
 }
 
 

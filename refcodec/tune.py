@@ -15,11 +15,12 @@ coded at); Annex A.7 gives each with the measurement that justifies it.  The tun
   tail and the log quantizer for those of small maps, 10-bit and clipping on small signed
   maps, flattening of near-constant small maps, the maps ordered by their mean where the
   compact permutation is cheap and by 32 groups of their mean where only the grouped
-  permutation (format 1.2) is, libx265 preset medium without SAO, with RDOQ on tiles of at
-  most 8x8 and transform skip with the square-root quantizer.
-* ``fast``: the same rules, libx265 preset medium without SAO (transform skip with the
-  square-root quantizer), with 16x16 CTUs and no RDOQ: an encode time within 1.1x of the
-  seed's (tools/bench_rd.py measures it).
+  permutation (format 1.2) is, libx265 preset medium without SAO and without deblocking,
+  with RDOQ on tiles of at most 32x32, 32x32 CTUs on larger tiles and transform skip with
+  the square-root quantizer.
+* ``fast``: the same rules, libx265 preset medium without SAO and deblocking (transform
+  skip with the square-root quantizer), with 16x16 CTUs and no RDOQ: an encode time within
+  1.1x of the seed's (tools/bench_rd.py measures it).
 
 Clipping and flattening change the tensor before it is quantized (inside today's format;
 the decoder is unchanged): ``Choice.apply(tensor)`` is the tensor the encoder codes.
@@ -46,11 +47,15 @@ from .syntax import perm_bits
 
 TUNES = ("seed", "fast", "efficient")
 
-#: libx265 settings of the tunes (Annex A.7.6): preset and x265_params; "efficient" adds
-#: RDOQ_PARAMS where the tiles are at most RDOQ_MAX_TILE samples on a side.
-X265 = {"efficient": ("medium", "sao=0"), "fast": ("medium", "sao=0:ctu=16")}
+#: libx265 settings of the tunes (Annex A.7.6): preset and x265_params (no SAO, no
+#: deblocking); "efficient" adds RDOQ_PARAMS where the tiles are at most RDOQ_MAX_TILE
+#: samples on a side and LARGE_TILE_PARAMS where they are more than LARGE_TILE_MIN.
+X265 = {"efficient": ("medium", "sao=0:no-deblock=1"),
+        "fast": ("medium", "sao=0:no-deblock=1:ctu=16")}
 RDOQ_PARAMS = "rdoq-level=2"
-RDOQ_MAX_TILE = 8
+RDOQ_MAX_TILE = 32
+LARGE_TILE_PARAMS = "ctu=32"
+LARGE_TILE_MIN = 32
 #: A.7.6: both tunes add TSKIP_PARAMS (transform skip of 4x4 blocks) where the layer has
 #: the square-root quantizer ("": never).
 TSKIP_PARAMS = "tskip=1"
@@ -354,9 +359,13 @@ def choose(name: str, tensor, tune: str, base: EncoderConfig | None = None) -> C
                        f"maps ordered by {1 << ORDER_GROUP_BITS} groups of their mean "
                        f"(grouped permutation, {ORDER_GROUP_BITS} bits per channel)")
     preset, x265 = X265[tune]
-    if tune == "efficient" and max(th, tw) <= RDOQ_MAX_TILE:
-        x265 = ":".join((x265, RDOQ_PARAMS))
-        reasons.append(f"tiles of {tw}x{th}: {RDOQ_PARAMS}")
+    if tune == "efficient":
+        side = max(th, tw)
+        extra = RDOQ_PARAMS if side <= RDOQ_MAX_TILE else \
+            LARGE_TILE_PARAMS if side > LARGE_TILE_MIN else ""
+        if extra:
+            x265 = ":".join((x265, extra))
+            reasons.append(f"tiles of {tw}x{th}: {extra}")
     if quantizer == "sqrt" and TSKIP_PARAMS:
         x265 = ":".join((x265, TSKIP_PARAMS))
         reasons.append(f"square-root quantizer: {TSKIP_PARAMS}")

@@ -210,12 +210,31 @@ def test_mosaic_respects_the_lowest_level():
 
 
 def test_x265_settings_of_the_tunes():
-    small = tune.choose("a", relu((1, 64, 7, 7)), "efficient").config
-    large = tune.choose("a", relu((1, 4, 56, 56)), "efficient").config
-    fast = tune.choose("a", relu((1, 64, 7, 7)), "fast").config
-    assert "sao=0" in small.x265_params and "rdoq-level=2" in small.x265_params
-    assert "rdoq-level" not in large.x265_params and "rdoq-level" not in fast.x265_params
-    assert fast.preset == "medium" and "ctu=16" in fast.x265_params
+    def params(shape, which="efficient"):
+        return tune.choose("a", relu(shape), which).config.x265_params.split(":")
+    small, at32, above = params((1, 64, 7, 7)), params((1, 8, 32, 32)), params((1, 4, 40, 40))
+    fast = params((1, 64, 7, 7), "fast")
+    for p in (small, at32, above, fast):           # A.7.6: neither SAO nor deblocking
+        assert "sao=0" in p and "no-deblock=1" in p
+    assert "rdoq-level=2" in small and "rdoq-level=2" in at32 and "ctu=32" not in at32
+    assert "rdoq-level=2" not in above and "ctu=32" in above
+    assert not any(i.startswith("rdoq") for i in fast)
+    assert tune.choose("a", relu((1, 64, 7, 7)), "fast").config.preset == "medium"
+    assert "ctu=16" in fast and "ctu=32" not in fast
+
+
+def test_the_tunes_streams_have_deblocking_off():
+    """A.7.6: no-deblock=1 reaches the PPS (libx265 reads deblock=0 as offsets 0:0, on)."""
+    from refcodec.hevc import slices
+
+    def disabled(data):
+        payload = refcodec.read_headers(data).layers[0].hevc_payload
+        return {p.pps_deblocking_filter_disabled_flag
+                for p in slices._walk(payload).pps_cache.values()}
+    x = {"a": relu((1, 8, 40, 40))}
+    for which in ("efficient", "fast"):
+        assert disabled(refcodec.encode(x, refcodec.EncoderConfig(qp=32), tune=which)) == {1}
+    assert disabled(refcodec.encode(x, refcodec.EncoderConfig(qp=32), tune="seed")) == {0}
 
 
 def test_tune_keeps_qp_layout_and_verify_and_refuses_lossless():

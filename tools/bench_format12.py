@@ -17,10 +17,11 @@ The tables give, per split, QP and coding, the median over the images of the cod
 size (container included) as a fraction of the float32 size of the tensor, and the top-1
 agreement of the network's decision on the decoded feature with that on the original.
 
-Also: the bytes of a channel permutation of 1280 channels in 32-bit entries and in the
-compact code, and the decode time of the dense and the tiled streams against bare FFmpeg
-decoding of the same HEVC payloads, measured in the same process, interleaved (medians of
-``--repeats``; ratios printed, never asserted; the decoder's target is at most 1.10).
+Also: the bytes of a channel permutation of 1280 channels in 32-bit entries, in the
+compact code and, for an order of 32 groups, in the grouped code; and the decode time of
+the dense and the tiled streams against bare FFmpeg decoding of the same HEVC payloads,
+measured in the same process, interleaved (medians of ``--repeats``; ratios printed, never
+asserted; the decoder's target is at most 1.10).
 
     python tools/bench_format12.py --markdown docs/bench/format12.md \\
         --json docs/bench/format12.json
@@ -120,14 +121,21 @@ def permutation_bytes(channels: int = 1280) -> dict:
     base = refcodec.read_headers(refcodec.encode(x, EncoderConfig(
         qp=42, packing="dense", channel_order=order, permutation_coding="u32"))).layers[0].header
     sizes = {}
-    for coding in PermutationCoding:
+    for coding in (PermutationCoding.U32, PermutationCoding.COMPACT):
         h = base.__class__(**{**base.__dict__, "param_format": ParamFormat.BINARY32,
                               "permutation_coding": coding})
         sizes[coding.name.lower()] = len(bitstream.build_layer_header(h))
+    # 32 groups (the tune's, Annex A.7.5): channels g, g + 32, ... form group g
+    by_group = tuple(np.argsort(np.arange(channels) % 32, kind="stable").tolist())
+    grouped = refcodec.read_headers(refcodec.encode(x, EncoderConfig(
+        qp=42, packing="dense", channel_order=by_group,
+        permutation_coding="grouped"))).layers[0].header
+    sizes["grouped"] = len(bitstream.build_layer_header(grouped))
     none = base.__class__(**{**base.__dict__, "channel_permutation": None})
     plain = len(bitstream.build_layer_header(none))
     return {"channels": channels, "u32": sizes["u32"] - 2 - plain,
-            "compact": sizes["compact"] - 2 - plain}
+            "compact": sizes["compact"] - 2 - plain, "grouped": sizes["grouped"] - 2 - plain,
+            "group_bits": grouped.group_bits}
 
 
 def decode_times(feats, repeats: int) -> list[dict]:
@@ -184,8 +192,10 @@ def markdown(result: dict) -> str:
     lines += ["",
               f"Channel permutation of {p['channels']} channels in `layer_header()`: "
               f"{p['u32']} bytes in 32-bit entries (permutation_coding 0), {p['compact']} "
-              f"bytes in the compact code (permutation_coding 1, 11 bits per entry), plus 2 "
-              f"bytes of `layer_header_ext()`.",
+              f"bytes in the compact code (permutation_coding 1, 11 bits per entry), "
+              f"{p['grouped']} bytes in the grouped code for an order of 32 groups "
+              f"(permutation_coding 2, {p['group_bits']} bits per entry and group_bits), plus "
+              f"2 bytes of `layer_header_ext()`.",
               "",
               f"Decode time at QP 32 ({result['repeats']} interleaved repeats, medians): "
               "`refcodec.decode` of the stream against bare FFmpeg decoding of its HEVC "

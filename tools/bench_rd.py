@@ -118,6 +118,22 @@ VARIANTS = {
     "rd-refine": _variant(x265_params=_add("rd-refine=1")),
     "rskip-0": _variant(x265_params=_add("rskip=0")),
     "no-fast-intra": _variant(x265_params=_add("no-fast-intra=1")),
+    "no-deblock": _variant(x265_params=_add("no-deblock=1")),
+    "deblock-weak": _variant(x265_params=_add("deblock=-3,-3")),
+    "deblock-strong": _variant(x265_params=_add("deblock=3,3")),
+    "scaling-list": _variant(x265_params=_add("scaling-list=default")),
+    "cu-lossless": _variant(x265_params=_add("cu-lossless=1")),
+    "ctu-32": _variant(x265_params=_add("ctu=32")),
+    "max-tu-8": _variant(x265_params=_add("max-tu-size=8")),
+    "deblock": _variant(x265_params=_drop("no-deblock")),
+    "rdoq-8": _variant({"RDOQ_MAX_TILE": 8}),
+    "ctu-64": _variant({"LARGE_TILE_PARAMS": ""}),
+    "rdoq-1": _variant(x265_params=lambda t: _add("rdoq-level=1")(_drop("rdoq")(t))),
+    "ctu-32-rdoq-1": _variant(x265_params=lambda t: _add("ctu=32:rdoq-level=1")(
+        _drop("rdoq")(t))),
+    "ctu-32-no-deblock": _variant(x265_params=_add("ctu=32:no-deblock=1")),
+    "rdoq-1-no-deblock": _variant(x265_params=lambda t: _add("rdoq-level=1:no-deblock=1")(
+        _drop("rdoq")(t))),
 }
 
 

@@ -128,6 +128,7 @@ VARIANTS = {
     "deblock": _variant(x265_params=_drop("no-deblock")),
     "rdoq-8": _variant({"RDOQ_MAX_TILE": 8}),
     "ctu-64": _variant({"LARGE_TILE_PARAMS": ""}),
+    "rdoq-ctu-16": _variant(x265_params=lambda t: _add("ctu=16:rdoq-level=2")(_drop("ctu")(t))),
     "rdoq-1": _variant(x265_params=lambda t: _add("rdoq-level=1")(_drop("rdoq")(t))),
     "ctu-32-rdoq-1": _variant(x265_params=lambda t: _add("ctu=32:rdoq-level=1")(
         _drop("rdoq")(t))),

@@ -11,13 +11,13 @@ coded at); Annex A.7 gives each with the measurement that justifies it.  The tun
   ``EncoderConfig()`` with the caller's QP, layout and verify flag, byte for byte.
 * ``efficient``: every rule (Annex A.7.1 to A.7.6): one mosaic picture per batch item
   (dense for maps that need padding), the uniform quantizer for signed layers, the
-  square-root quantizer (format 1.2) for non-negative layers of large maps without a heavy
-  tail and the log quantizer for those of small maps, 10-bit and clipping on small signed
-  maps, flattening of near-constant small maps, the maps ordered by their mean where the
-  compact permutation is cheap and by 32 groups of their mean where only the grouped
-  permutation (format 1.2) is, libx265 preset medium without SAO and without deblocking,
-  with RDOQ on tiles of at most 32x32, 32x32 CTUs on larger tiles and transform skip with
-  the square-root quantizer.
+  square-root quantizer (format 1.2) at 10 bits for non-negative layers of large maps
+  without a heavy tail and the log quantizer for those of small maps, 10-bit and clipping
+  on small signed maps, flattening of near-constant small maps, the maps ordered by their
+  mean where the compact permutation is cheap and by 32 groups of their mean where only
+  the grouped permutation (format 1.2) is, libx265 preset medium without SAO and without
+  deblocking, with RDOQ on tiles of at most 32x32, 32x32 CTUs on larger tiles and
+  transform skip with the square-root quantizer.
 * ``fast``: the same rules, libx265 preset medium without SAO and deblocking (transform
   skip with the square-root quantizer), with 16x16 CTUs and no RDOQ: an encode time within
   1.1x of the seed's (tools/bench_rd.py measures it).
@@ -82,6 +82,11 @@ LOG_MAX_ELEMENTS = SMALL_MAP_ELEMENTS
 #: square root's coarse first step would be the fidelity's floor); otherwise uniform.
 LARGE_NONNEGATIVE_QUANTIZER = "sqrt"
 SQRT_MAX_BELOW_FIRST = 0.5
+#: A.7.2: the bit depth of those layers (square root or uniform); the choice between the
+#: two is made with the first step of the 8-bit square root (SQRT_CHOICE_BIT_DEPTH), the
+#: rule as it was measured, whatever the depth they are coded at.
+LARGE_NONNEGATIVE_BIT_DEPTH = 10
+SQRT_CHOICE_BIT_DEPTH = 8
 #: A.7.4: only maps of at most this many elements (8x8) are flattened.
 FLAT_MAX_ELEMENTS = 64
 #: Flattening (A.7.4): a map whose standard deviation is below this fraction of the
@@ -307,18 +312,18 @@ def choose(name: str, tensor, tune: str, base: EncoderConfig | None = None) -> C
         reasons.append(f"signed ({stats.negative_fraction:.1%} negative): uniform, "
                        f"{bit_depth}-bit")
     elif h * w > LOG_MAX_ELEMENTS:
-        quantizer, bit_depth = LARGE_NONNEGATIVE_QUANTIZER, 8
-        why = ""
+        quantizer, bit_depth = LARGE_NONNEGATIVE_QUANTIZER, LARGE_NONNEGATIVE_BIT_DEPTH
+        why, choice_depth = "", SQRT_CHOICE_BIT_DEPTH
         if quantizer == "sqrt":
-            if not sqrt_pays_at(base.qp, bit_depth):
+            if not sqrt_pays_at(base.qp, choice_depth):
                 quantizer = "uniform"
                 why = f" (QP {base.qp}: libx265's step is below the square root's first step)"
             else:
-                below = below_sqrt_first_level(v, stats.minimum, stats.maximum, bit_depth)
+                below = below_sqrt_first_level(v, stats.minimum, stats.maximum, choice_depth)
                 if below >= SQRT_MAX_BELOW_FIRST:
                     quantizer = "uniform"
                 why = f" ({below:.0%} of the values below the first square-root level)"
-        reasons.append(f"non-negative, maps of {h}x{w}{why}: {quantizer}, 8-bit")
+        reasons.append(f"non-negative, maps of {h}x{w}{why}: {quantizer}, {bit_depth}-bit")
     else:
         quantizer, bit_depth = "log", 8
         reasons.append(f"non-negative, maps of {h}x{w}: log, 8-bit")

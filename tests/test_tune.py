@@ -49,15 +49,15 @@ def test_non_negative_layer_keeps_the_log_quantizer_on_small_maps():
     at37 = refcodec.EncoderConfig(qp=37)
     for qp in (12, 27):
         choice = tune.choose("a", x, "efficient", refcodec.EncoderConfig(qp=qp))
-        assert choice.config.quantizer == "uniform"
+        assert (choice.config.quantizer, choice.config.bit_depth) == ("uniform", 10)
         assert any(f"QP {qp}: libx265's step is below" in r for r in choice.reasons)
     # ... when less than half of the values are below its first level (here about 40 %) ...
     first = x.max() / np.sqrt(255)
     assert 0.3 < np.mean(x < first) < 0.5
     choice = tune.choose("a", x, "efficient", at37)
     assert (choice.config.quantizer, choice.config.bit_depth, choice.clip) == \
-        ("sqrt", 8, None)
-    assert any("sqrt" in r for r in choice.reasons)
+        ("sqrt", 10, None)
+    assert any("sqrt, 10-bit" in r for r in choice.reasons)
     # with transform skip (A.7.6), in both tunes; the uniform layers above go without it
     assert "tskip=1" in choice.config.x265_params.split(":")
     assert "tskip=1" in tune.choose("a", x, "fast", at37).config.x265_params.split(":")
@@ -82,6 +82,14 @@ def test_non_negative_layer_keeps_the_log_quantizer_on_small_maps():
         choice = tune.choose("a", heavy, "efficient", at37)
         assert choice.config.quantizer == "uniform"
         assert any("below the first square-root level" in r for r in choice.reasons)
+    # the measure is that of the 8-bit square root, though the layer is coded at 10 bits:
+    # 60 % of these values lie between the 10-bit first level (1/32) and the 8-bit one (1/16)
+    mid = np.random.default_rng(5).uniform(0, 1, (1, 8, 16, 17)).astype(np.float32)
+    mid[mid < 0.6] = 0.05
+    mid.flat[0] = 0.0
+    assert 0.55 < np.mean(mid < 1 / np.sqrt(255)) and np.mean(mid < 1 / np.sqrt(1023)) < 0.01
+    choice = tune.choose("a", mid, "efficient", at37)
+    assert (choice.config.quantizer, choice.config.bit_depth) == ("uniform", 10)
     # signed layers keep the uniform quantizer whatever their map size
     assert tune.choose("a", signed((1, 8, 16, 17)), "efficient").config.quantizer == "uniform"
 

@@ -313,13 +313,14 @@ def choose(name: str, tensor, tune: str, base: EncoderConfig | None = None) -> C
                        f"{bit_depth}-bit")
     elif h * w > LOG_MAX_ELEMENTS:
         quantizer, bit_depth = LARGE_NONNEGATIVE_QUANTIZER, LARGE_NONNEGATIVE_BIT_DEPTH
-        why, choice_depth = "", SQRT_CHOICE_BIT_DEPTH
+        why = ""
         if quantizer == "sqrt":
-            if not sqrt_pays_at(base.qp, choice_depth):
+            if not sqrt_pays_at(base.qp, SQRT_CHOICE_BIT_DEPTH):
                 quantizer = "uniform"
                 why = f" (QP {base.qp}: libx265's step is below the square root's first step)"
             else:
-                below = below_sqrt_first_level(v, stats.minimum, stats.maximum, choice_depth)
+                below = below_sqrt_first_level(v, stats.minimum, stats.maximum,
+                                               SQRT_CHOICE_BIT_DEPTH)
                 if below >= SQRT_MAX_BELOW_FIRST:
                     quantizer = "uniform"
                 why = f" ({below:.0%} of the values below the first square-root level)"

@@ -101,8 +101,8 @@ VARIANTS = {
     "no-dense": _variant({"DENSE": False}),
     "tiled-7x7": _variant({"DENSE_MAX_FILL": 0.5}),
     "sao": _variant(x265_params=_drop("sao")),
-    "rdoq-everywhere": _variant(x265_params=lambda t: t if "rdoq" in t else ":".join(
-        i for i in (t, "rdoq-level=2") if i)),
+    "rdoq-everywhere": _variant(x265_params=lambda t: t if "rdoq" in t else _add(
+        "rdoq-level=2")(t)),
     "preset-slower": _variant(preset="slower"),
     "no-psy": _variant(x265_params=_add("psy-rd=0:psy-rdoq=0")),
     "no-aq": _variant(x265_params=_add("aq-mode=0")),
